@@ -1,0 +1,104 @@
+"""The only module that relies on Keras internals.
+
+`WeightNoise` runs an unmodified layer on noisy weight values through
+`keras.StatelessScope`: inside the scope, reading a mapped variable returns
+the mapped tensor. The public scope alone is not enough, so this module also
+uses private details of Keras 3 (pinned by `tests/test_keras_private.py`):
+
+- `scope.state_mapping` (a dict keyed by `id(variable)`) and
+  `get_stateless_scope()`: reads consult only the innermost scope, so when an
+  outer scope exists (the JAX trainer runs the whole model inside one) a
+  nested scope would hide the outer mapping. We extend the outer mapping for
+  the duration of the call instead, and restore it afterwards.
+- `StatelessScope.add_update`: assignments inside a scope are captured, not
+  applied. We record which variables were assigned (BatchNormalization
+  statistics, the inner layer's seed generators, ...) and write them back.
+- `Layer._flatten_layers`: to find LoRA-enabled or quantized sublayers.
+"""
+
+import contextlib
+
+import keras
+from keras.src.backend import AutocastScope
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+_MISSING = object()
+
+
+class _RecordingScope(keras.StatelessScope):
+    """A `StatelessScope` that remembers which variables were assigned."""
+
+    def __init__(self, state_mapping):
+        super().__init__(state_mapping=state_mapping, collect_losses=True)
+        self.updated_variables = []
+
+    def add_update(self, update):
+        variable, _ = update
+        if id(variable) not in self.state_mapping:
+            self.updated_variables.append(variable)
+        super().add_update(update)
+
+
+def read_value(variable):
+    """The current value of `variable`, in its own dtype.
+
+    Honours an enclosing stateless scope (e.g. the JAX trainer's, where the
+    variable's own storage may be empty) and ignores autocasting, so the
+    caller perturbs the full-precision weight.
+    """
+    scope = get_stateless_scope()
+    if scope is not None:
+        value = scope.get_current_value(variable)
+        if value is not None:
+            return value
+    with AutocastScope(None):
+        return variable.value
+
+
+@contextlib.contextmanager
+def substitute(mapping, owner):
+    """Within the block, each variable in `mapping` reads as its new value.
+
+    Nothing is assigned to the mapped variables. Assignments that the block
+    makes to other variables take effect (now, or through the enclosing
+    stateless scope), and losses it adds are added to `owner` once.
+
+    Args:
+        mapping: List of `(variable, value)` pairs; each value has the
+            variable's shape.
+        owner: The layer that receives the losses added within the block
+            when there is no enclosing stateless scope.
+    """
+    mapping = [
+        (v, keras.ops.cast(value, v.dtype)) for v, value in mapping
+    ]
+    outer = get_stateless_scope()
+    if outer is not None:
+        saved = [(v, outer.state_mapping.get(id(v), _MISSING)) for v, _ in mapping]
+        for variable, value in mapping:
+            outer.state_mapping[id(variable)] = value
+        try:
+            yield
+        finally:
+            for (variable, old), (_, value) in zip(saved, mapping):
+                # Keep a value that the block itself assigned.
+                if outer.state_mapping.get(id(variable)) is not value:
+                    continue
+                if old is _MISSING:
+                    del outer.state_mapping[id(variable)]
+                else:
+                    outer.state_mapping[id(variable)] = old
+        return
+
+    scope = _RecordingScope(mapping)
+    with scope:
+        yield
+    for variable in scope.updated_variables:
+        variable.assign(scope.get_current_value(variable))
+    for loss in scope.losses:
+        owner.add_loss(loss)
+
+
+def sublayers(layer):
+    """`layer` and all the layers it contains, depth first."""
+    return list(layer._flatten_layers(include_self=True, recursive=True))

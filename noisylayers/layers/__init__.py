@@ -1,0 +1,1 @@
+from noisylayers.layers.weight_noise import WeightNoise
