@@ -289,6 +289,11 @@ class WeightNoise(keras.layers.Wrapper):
         }
         return {**super().get_config(), **config}
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # `Wrapper.from_config` pops "layer" from the dict it is given.
+        return super().from_config(dict(config), custom_objects=custom_objects)
+
 
 def _overrides(layer, method):
     return getattr(type(layer), method) is not getattr(keras.layers.Layer, method)

@@ -1,0 +1,117 @@
+"""`.keras` and weights round-trips, loaded in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from tests import saving_models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Runs in a fresh process: loads the model with no custom_objects (importing
+# noisylayers registers its classes), checks its config and inference
+# predictions, then trains it one more epoch.
+LOAD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    import noisylayers
+    {imports}
+    path, data = sys.argv[1], np.load(sys.argv[2])
+    model = keras.models.load_model(path)
+    np.testing.assert_array_equal(model.predict(data["x"], verbose=0), data["y"])
+    config = json.loads(open(sys.argv[3]).read())
+    assert json.loads(json.dumps(model.get_config())) == config, "config differs"
+    noisy = [l for l in model._flatten_layers() if type(l).__name__ == "WeightNoise"]
+    assert noisy, "no WeightNoise layer after loading"
+    assert [l.enabled for l in noisy] == {enabled}, [l.enabled for l in noisy]
+    assert [l.scale for l in noisy] == {scales}, [l.scale for l in noisy]
+    model.compile("adam", "mse")
+    history = model.fit(data["x"], data["t"], epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    print("OK")
+    """
+)
+
+
+def _noisy_layers(model):
+    return [l for l in model._flatten_layers() if type(l).__name__ == "WeightNoise"]
+
+
+def _train_a_little(model, x, t):
+    model.compile("adam", "mse")
+    model.fit(x, t, epochs=2, batch_size=8, verbose=0)
+
+
+@pytest.mark.parametrize("kind", sorted(saving_models.BUILDERS))
+def test_keras_file_round_trip_in_a_fresh_process(kind, tmp_path):
+    rng = np.random.default_rng(0)
+    shape = (4, 6) if kind == "recurrent" else (6,)
+    x = rng.normal(size=(16, *shape)).astype("float32")
+    t = rng.normal(size=(16, 3)).astype("float32")
+    model = saving_models.BUILDERS[kind]()
+    _train_a_little(model, x, t)
+    noisy = _noisy_layers(model)
+    noisy[0].scale = 0.5
+    noisy[-1].enabled = False
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    data = str(tmp_path / "data.npz")
+    np.savez(data, x=x, t=t, y=model.predict(x, verbose=0))
+    config = str(tmp_path / "config.json")
+    with open(config, "w") as f:
+        json.dump(json.loads(json.dumps(model.get_config())), f)
+    imports = "import tests.saving_models" if kind == "subclassed" else ""
+    script = LOAD_SCRIPT.format(
+        imports=imports,
+        enabled=[l.enabled for l in noisy],
+        scales=[l.scale for l in noisy],
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, path, data, config],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
+
+
+def test_weights_file_round_trip(tmp_path):
+    x = np.random.default_rng(1).normal(size=(8, 6)).astype("float32")
+    model = saving_models.sequential()
+    _train_a_little(model, x, np.zeros((8, 3), "float32"))
+    _noisy_layers(model)[1].scale = 2.0
+    path = str(tmp_path / "model.weights.h5")
+    model.save_weights(path)
+    fresh = saving_models.sequential()
+    fresh.load_weights(path)
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert _noisy_layers(fresh)[1].scale == 2.0
+    for a, b in zip(fresh.weights, model.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_reloaded_noise_restarts_from_the_seed(tmp_path):
+    """Keras does not save generator state: noise restarts from `seed`."""
+    x = np.ones((2, 6), "float32")
+    model = saving_models.functional()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    seeded = _noisy_layers(model)[0]  # seed=1; the second layer is unseeded
+    expected = keras.ops.convert_to_numpy(seeded(x, training=True))
+    for _ in range(2):
+        reloaded = _noisy_layers(keras.models.load_model(path))[0]
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(reloaded(x, training=True)), expected
+        )
+    assert not np.allclose(expected, keras.ops.convert_to_numpy(seeded(x)))

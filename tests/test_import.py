@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Makes `import tensorflow` (and TFP) fail, as on a JAX-only machine.
+BLOCK_TF = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tensorflow_probability", "tf_keras"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, _Block())
+"""
+
+USE_WITHOUT_TF = BLOCK_TF + """
+import numpy as np
+import keras
+import noisylayers
+assert keras.backend.backend() == "jax"
+model = keras.Sequential([
+    keras.Input((4,)),
+    noisylayers.WeightNoise(keras.layers.Dense(8), noise="dropconnect", seed=1),
+    noisylayers.WeightNoise(keras.layers.Dense(1)),
+])
+model.compile("adam", "mse")
+model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=1, verbose=0)
+assert not any(m.split(".")[0] == "tensorflow" for m in sys.modules)
+print("OK")
+"""
+
+
+def test_jax_backend_works_without_tensorflow():
+    result = subprocess.run(
+        [sys.executable, "-c", USE_WITHOUT_TF],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
+
+
+def test_public_names():
+    import noisylayers
+
+    for name in ("WeightNoise", "noise"):
+        assert name in noisylayers.__all__
+        assert hasattr(noisylayers, name)
+    for name in ("Gaussian", "MultiplicativeGaussian", "DropConnect", "Noise", "get", "serialize", "deserialize"):
+        assert hasattr(noisylayers.noise, name)
