@@ -8,35 +8,38 @@ import textwrap
 
 import keras
 import numpy as np
-import pytest
 
 from tests import saving_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Runs in a fresh process: loads the model with no custom_objects (importing
-# noisylayers registers its classes), checks its config and inference
-# predictions, then trains it one more epoch.
+# Runs in a fresh process: loads each model with no custom_objects (importing
+# noisylayers registers its classes), checks its config, inference
+# predictions and noise settings, then trains it one more epoch.
 LOAD_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import numpy as np
     import keras
     import noisylayers
-    {imports}
-    path, data = sys.argv[1], np.load(sys.argv[2])
-    model = keras.models.load_model(path)
-    np.testing.assert_array_equal(model.predict(data["x"], verbose=0), data["y"])
-    config = json.loads(open(sys.argv[3]).read())
-    assert json.loads(json.dumps(model.get_config())) == config, "config differs"
-    noisy = [l for l in model._flatten_layers() if type(l).__name__ == "WeightNoise"]
-    assert noisy, "no WeightNoise layer after loading"
-    assert [l.enabled for l in noisy] == {enabled}, [l.enabled for l in noisy]
-    assert [l.scale for l in noisy] == {scales}, [l.scale for l in noisy]
-    model.compile("adam", "mse")
-    history = model.fit(data["x"], data["t"], epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    print("OK")
+    import tests.saving_models  # registers the subclassed model
+    cases = json.load(open(sys.argv[1]))
+    for kind, case in cases.items():
+        data = np.load(case["data"])
+        model = keras.models.load_model(case["path"])
+        np.testing.assert_array_equal(
+            model.predict(data["x"], verbose=0), data["y"], err_msg=kind
+        )
+        config = json.loads(json.dumps(model.get_config()))
+        assert config == case["config"], f"{kind}: config differs"
+        noisy = [l for l in model._flatten_layers()
+                 if isinstance(l, noisylayers.WeightNoise)]
+        assert [l.enabled for l in noisy] == case["enabled"], kind
+        assert [l.scale for l in noisy] == case["scales"], kind
+        model.compile("adam", "mse")
+        history = model.fit(data["x"], data["t"], epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0]), kind
+        print("OK", kind)
     """
 )
 
@@ -50,40 +53,42 @@ def _train_a_little(model, x, t):
     model.fit(x, t, epochs=2, batch_size=8, verbose=0)
 
 
-@pytest.mark.parametrize("kind", sorted(saving_models.BUILDERS))
-def test_keras_file_round_trip_in_a_fresh_process(kind, tmp_path):
+def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
     rng = np.random.default_rng(0)
-    shape = (4, 6) if kind == "recurrent" else (6,)
-    x = rng.normal(size=(16, *shape)).astype("float32")
-    t = rng.normal(size=(16, 3)).astype("float32")
-    model = saving_models.BUILDERS[kind]()
-    _train_a_little(model, x, t)
-    noisy = _noisy_layers(model)
-    noisy[0].scale = 0.5
-    noisy[-1].enabled = False
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    data = str(tmp_path / "data.npz")
-    np.savez(data, x=x, t=t, y=model.predict(x, verbose=0))
-    config = str(tmp_path / "config.json")
-    with open(config, "w") as f:
-        json.dump(json.loads(json.dumps(model.get_config())), f)
-    imports = "import tests.saving_models" if kind == "subclassed" else ""
-    script = LOAD_SCRIPT.format(
-        imports=imports,
-        enabled=[l.enabled for l in noisy],
-        scales=[l.scale for l in noisy],
-    )
+    cases = {}
+    for kind, build in sorted(saving_models.BUILDERS.items()):
+        shape = (4, 6) if kind == "recurrent" else (6,)
+        x = rng.normal(size=(16, *shape)).astype("float32")
+        t = rng.normal(size=(16, 3)).astype("float32")
+        model = build()
+        _train_a_little(model, x, t)
+        noisy = _noisy_layers(model)
+        noisy[0].scale = 0.5
+        noisy[-1].enabled = False
+        path = str(tmp_path / f"{kind}.keras")
+        model.save(path)
+        data = str(tmp_path / f"{kind}.npz")
+        np.savez(data, x=x, t=t, y=model.predict(x, verbose=0))
+        cases[kind] = {
+            "path": path,
+            "data": data,
+            "config": json.loads(json.dumps(model.get_config())),
+            "enabled": [l.enabled for l in noisy],
+            "scales": [l.scale for l in noisy],
+        }
+    spec = tmp_path / "cases.json"
+    spec.write_text(json.dumps(cases))
     result = subprocess.run(
-        [sys.executable, "-c", script, path, data, config],
+        [sys.executable, "-c", LOAD_SCRIPT, str(spec)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": ROOT},
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    loaded = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("OK ")]
+    assert loaded == sorted(saving_models.BUILDERS)
 
 
 def test_weights_file_round_trip(tmp_path):
