@@ -1,0 +1,242 @@
+"""Markdown tables and target verdicts from a results dict (see run.py)."""
+
+import statistics
+
+NOISY_PREFIX = "nl-"
+
+
+def _rounds(cfg, phase, name):
+    entry = cfg[phase].get(name)
+    return None if entry is None else entry["ms_rounds"]
+
+
+def floor_rounds(cfg):
+    """Per-round net cost (ms) of drawing all weights' noise, or None."""
+    draw = _rounds(cfg, "train", "noise-draw")
+    if draw is None:
+        return None
+    call = _rounds(cfg, "train", "call-overhead") or [0.0] * len(draw)
+    return [max(d - c, 0.0) for d, c in zip(draw, call)]
+
+
+def pair_ratio(cfg, a, b, phase="train"):
+    """Median over rounds of a's time / b's time (None if either missing)."""
+    ra, rb = _rounds(cfg, phase, a), _rounds(cfg, phase, b)
+    if ra is None or rb is None:
+        return None
+    return statistics.median(x / y for x, y in zip(ra, rb))
+
+
+def ratio_to_plain_plus_floor(cfg, name):
+    ra, plain, floor = (_rounds(cfg, "train", name),
+                        _rounds(cfg, "train", "plain"), floor_rounds(cfg))
+    if ra is None or floor is None:
+        return None
+    return statistics.median(a / (p + f) for a, p, f in zip(ra, plain, floor))
+
+
+def noise_band(cfg, phase="train"):
+    """How far an identical second plain model strays from plain (A/A).
+
+    max(|median ratio - 1|, half the interquartile range of its per-round
+    ratios); None without the `plain-again` contender.
+    """
+    entry = cfg[phase].get("plain-again")
+    if entry is None or len(entry["ratio_rounds"]) < 4:
+        return None
+    q1, _, q3 = statistics.quantiles(entry["ratio_rounds"], n=4)
+    return max(abs(entry["ratio"] - 1.0), (q3 - q1) / 2)
+
+
+def _target(name, config, value, limit, compare, note="", noise=None):
+    if value is None:
+        verdict = "n/a"
+    elif compare(value, limit):
+        verdict = "met"
+    elif noise is not None and abs(value - limit) <= noise:
+        verdict = f"within noise (A/A +-{100 * noise:.1f}%)"
+    else:
+        verdict = "MISSED"
+    return {"target": name, "config": config, "value": value, "limit": limit,
+            "verdict": verdict, "note": note, "noise": noise}
+
+
+def targets(results):
+    out = []
+    le = lambda v, lim: v <= lim  # noqa: E731
+    configs = {k: c for k, c in results["configs"].items() if c["batch"] == 128}
+    noisy = [n for n, c in results["contenders"].items()
+             if c["family"] == "noisylayers"]
+    for key, cfg in configs.items():
+        out.append(_target(
+            "shared additive Gaussian <= 1.05 x (plain + noise-draw floor)",
+            key, ratio_to_plain_plus_floor(cfg, "nl-shared-gaussian"), 1.05, le,
+            noise=noise_band(cfg)))
+    for key, cfg in configs.items():
+        worst = max(((cfg["infer"][n]["ratio"], n) for n in noisy
+                     if n in cfg["infer"]), default=(None, None))
+        out.append(_target("inference with noise off <= 1.02 x plain", key,
+                           worst[0], 1.02, le, note=f"worst: {worst[1]}",
+                           noise=noise_band(cfg, "infer")))
+    for key, cfg in configs.items():
+        for n in noisy:
+            tfp = results["contenders"][n]["counterpart"]
+            if tfp not in results["contenders"]:
+                continue
+            if tfp in cfg["unsupported"]:
+                out.append(_target(f"{n} faster than {tfp}", key, None, 1.0, le,
+                                   note=cfg["unsupported"][tfp]))
+                continue
+            out.append(_target(f"{n} faster than {tfp} (time ratio)", key,
+                               pair_ratio(cfg, n, tfp), 1.0, lambda v, l: v < l,
+                               noise=noise_band(cfg)))
+    flipouts = [n for n in noisy
+                if results["contenders"][n]["estimator"] == "flipout"]
+    for key, cfg in configs.items():
+        if not flipouts:
+            out.append(_target("Flipout >= 1.5x faster than tfp Flipout", key,
+                               None, 1 / 1.5, le,
+                               note="noisylayers has no Flipout estimator yet"))
+        for n in flipouts:
+            out.append(_target("Flipout >= 1.5x faster than tfp Flipout "
+                               "(time ratio)", key,
+                               pair_ratio(cfg, n, "tfp-flipout"), 1 / 1.5, le,
+                               noise=noise_band(cfg)))
+    for key, cfg in configs.items():
+        if cfg["model"] != "lstm":
+            continue
+        for n in noisy:
+            if n in cfg["train"]:
+                out.append(_target(f"LSTM wrapped ({n}) <= 1.1 x plain", key,
+                                   cfg["train"][n]["ratio"], 1.1, le,
+                                   noise=noise_band(cfg)))
+    return out
+
+
+def _fmt_ms(ms):
+    return f"{ms:.3g} ms" if ms >= 0.1 else f"{ms * 1e3:.3g} us"
+
+
+def _cell(cfg, phase, name):
+    if name in cfg["unsupported"]:
+        return "no layer"
+    entry = cfg[phase].get(name)
+    if entry is None:
+        return "-"
+    return f"{entry['ratio']:.2f}x ({_fmt_ms(entry['ms'])})"
+
+
+def _spread_row(configs, keys, phase):
+    cells = []
+    for k in keys:
+        s = configs[k][phase]["plain"]["spread"]
+        cells.append("-" if s is None else f"{100 * s:.0f}%")
+    return "| *plain's round-to-round spread (IQR / median)* | " + \
+        " | ".join(cells) + " |"
+
+
+def _header(keys):
+    return ["| contender | " + " | ".join(keys) + " |",
+            "|---|" + "---|" * len(keys)]
+
+
+def markdown(results):
+    info = results["machine"]
+    configs = results["configs"]
+    keys = list(configs)
+    names = [n for n in results["contenders"] if n != "call-overhead"]
+    label = lambda n: results["contenders"][n]["label"]  # noqa: E731
+    lines = [
+        f"Backend {results['backend']}, {info['cpu']}, {info['cores']} cores, "
+        f"{info['date'][:10]}; versions {info['versions']}.",
+        "",
+        "Figures are from one run: medians over "
+        f"{results['settings']['rounds']} interleaved rounds of the per-round "
+        "ratio to plain Keras (in parentheses: median time per step).",
+        "",
+        "**Training step** (forward, backward, optimizer update; compiled)",
+        "",
+        *_header(keys),
+    ]
+    for n in names:
+        if n == "noise-draw":
+            cells = []
+            for k in keys:
+                fl = floor_rounds(configs[k])
+                if fl is None:
+                    cells.append("-")
+                    continue
+                plain = _rounds(configs[k], "train", "plain")
+                ratio = statistics.median(f / p for f, p in zip(fl, plain))
+                cells.append(f"+{ratio:.2f}x ({_fmt_ms(statistics.median(fl))})")
+            lines.append(f"| {label(n)} | " + " | ".join(cells) + " |")
+            continue
+        if not any(n in configs[k]["train"] or n in configs[k]["unsupported"]
+                   for k in keys):
+            continue
+        lines.append(f"| {label(n)} | "
+                     + " | ".join(_cell(configs[k], "train", n) for k in keys)
+                     + " |")
+    lines.append(_spread_row(configs, keys, "train"))
+    lines += ["", "**Inference** (one compiled predict step; noisylayers with noise "
+              "off, TFP layers sample)", "", *_header(keys)]
+    for n in names:
+        if any(n in configs[k]["infer"] for k in keys):
+            lines.append(f"| {label(n)} | "
+                         + " | ".join(_cell(configs[k], "infer", n) for k in keys)
+                         + " |")
+    lines.append(_spread_row(configs, keys, "infer"))
+    if results.get("memory"):
+        mem = results["memory"]
+        lines += ["", "**Peak memory** (growth of the process's peak RSS over "
+                  "its post-import baseline, one subprocess per contender)", "",
+                  *_header(list(mem))]
+        for n in names:
+            cells = []
+            for k in mem:
+                m = mem[k].get(n)
+                if n in configs.get(k, {}).get("unsupported", {}):
+                    cells.append("no layer")
+                elif m is None:
+                    cells.append("-")
+                elif "unsupported" in m:
+                    cells.append("no layer")
+                elif "delta_mib" in m:
+                    cells.append(f"+{m['delta_mib']:.0f} MiB")
+                else:
+                    cells.append("failed")
+            if any(c != "-" for c in cells):
+                lines.append(f"| {label(n)} | " + " | ".join(cells) + " |")
+    gv = results.get("gradient_variance")
+    if gv:
+        bs = gv["batches"]
+        lines += ["", f"**Gradient variance vs batch size** (MLP, weight noise "
+                  f"stddev {gv['stddev']}, variance over {gv['draws']} noise "
+                  f"draws of d(mean loss)/d(first kernel) at a fixed batch, "
+                  f"mean over elements)", "",
+                  "| estimator | " + " | ".join(f"B={b}" for b in bs)
+                  + " | log-log slope |",
+                  "|---|" + "---|" * (len(bs) + 1)]
+        for e in gv["estimators"].values():
+            lines.append(f"| {e['label']} ({e['estimator']}) | "
+                         + " | ".join(f"{e['variance'][str(b)]:.2e}" for b in bs)
+                         + f" | {e['slope']:+.2f} |")
+    lines += ["", "**Targets** (training step unless stated, batch 128)", "",
+              "| target | config | measured | limit | verdict |",
+              "|---|---|---|---|---|"]
+    for t in results["targets"]:
+        value = "-" if t["value"] is None else f"{t['value']:.3f}"
+        note = f" ({t['note']})" if t["note"] else ""
+        lines.append(f"| {t['target']} | {t['config']} | {value} | "
+                     f"{t['limit']:.3g} | {t['verdict']}{note} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    # Re-render saved results: python benchmarks/report.py RESULTS.json
+    import json
+    import sys
+
+    for path in sys.argv[1:]:
+        with open(path) as f:
+            print(markdown(json.load(f)))
