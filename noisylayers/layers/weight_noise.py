@@ -269,14 +269,20 @@ class WeightNoise(keras.layers.Wrapper):
         with _keras_private.substitute(mapping, owner=self):
             return self.layer(inputs, training=training, **kwargs)
 
+    def compute_output_shape(self, *args, **kwargs):
+        # Needed by layers that wrap this one (e.g. `TimeDistributed`); a
+        # wrapped layer without its own raises `NotImplementedError`, as a
+        # plain Keras layer would.
+        return self.layer.compute_output_shape(*args, **kwargs)
+
     def compute_output_spec(self, *args, **kwargs):
         # Delegating avoids running the inner call symbolically (slow, and a
         # cuDNN fallback message for LSTMs on GPU), but only a layer with its
-        # own `compute_output_shape` can answer.
+        # own `compute_output_shape` can answer; otherwise trace `call`.
         if _overrides(self.layer, "compute_output_shape"):
             kwargs = self._layer_kwargs(dict(kwargs))
             return self.layer.compute_output_spec(*args, **kwargs)
-        return super().compute_output_spec(*args, **kwargs)
+        return keras.Operation.compute_output_spec(self, *args, **kwargs)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)

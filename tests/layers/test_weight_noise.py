@@ -207,6 +207,31 @@ class WeightNoiseBasicsTest(NoiseLayerTestCase):
             self.assertFalse(np.allclose(a, b))
             np.testing.assert_array_equal(numpy(model(x)), numpy(model.predict(x, verbose=0)))
 
+    def test_output_shape_inside_time_distributed(self):
+        inputs = keras.Input((4, 3))
+        wrapper = noisylayers.WeightNoise(layers.Dense(2), noise=noise.Gaussian(1.0))
+        outputs = layers.TimeDistributed(wrapper)(inputs)
+        self.assertEqual(outputs.shape, (None, 4, 2))
+        self.assertEqual(wrapper.compute_output_shape((None, 3)), (None, 2))
+        model = keras.Model(inputs, outputs)
+        x = np.ones((1, 4, 3), "float32")
+        self.assertFalse(np.allclose(numpy(model(x, training=True)), numpy(model(x))))
+
+    def test_output_spec_of_a_layer_without_compute_output_shape(self):
+        class Scale(layers.Layer):
+            def build(self, input_shape):
+                self.kernel = self.add_weight(shape=(input_shape[-1],), name="kernel")
+
+            def call(self, x):
+                return x[..., :2] * self.kernel[:2]
+
+        inputs = keras.Input((5,))
+        wrapper = noisylayers.WeightNoise(Scale())
+        outputs = wrapper(inputs)
+        self.assertEqual(outputs.shape, (None, 2))
+        with pytest.raises(NotImplementedError):
+            wrapper.compute_output_shape((None, 5))
+
     def test_masking_is_passed_to_the_wrapped_layer(self):
         tokens = np.array([[3, 4, 0, 0], [5, 0, 0, 0]], "int32")
         inputs = keras.Input((4,), dtype="int32")
