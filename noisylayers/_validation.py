@@ -42,3 +42,51 @@ def check_seed(seed):
             f"Argument `seed` must be non-negative. Received: seed={seed!r}"
         )
     return int(seed)
+
+
+def check_positive_int(name, value):
+    """Validates a positive-integer argument and returns it as an int.
+
+    Raises:
+        TypeError: if `value` is not an integer (booleans included).
+        ValueError: if `value` is below 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Argument `{name}` must be a positive integer. "
+            f"Received: {name}={value!r} (of type {type(value).__name__})"
+        )
+    if value < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_list(name, values, check):
+    """Validates a non-empty list of distinct values, each with `check`.
+
+    Args:
+        name: The argument's name, for messages.
+        values: The argument.
+        check: Function validating and returning one value.
+
+    Returns:
+        The list of the checked values.
+
+    Raises:
+        TypeError: if `values` is a string or not iterable (or as `check`).
+        ValueError: if it is empty or repeats a value (or as `check`).
+    """
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(
+            f"Argument `{name}` must be a list. Received: {name}={values!r}"
+        )
+    values = [check(v) for v in values]
+    if not values or len(set(values)) != len(values):
+        raise ValueError(
+            f"Argument `{name}` must be a non-empty list of distinct values. "
+            f"Received: {name}={values!r}"
+        )
+    return values
