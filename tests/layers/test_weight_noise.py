@@ -155,10 +155,7 @@ class WeightNoiseBasicsTest(NoiseLayerTestCase):
             targets=["forward_fw/lstm_cell/kernel"],
         )
         bidi.build((1, 3, 4))
-        self.assertEqual(
-            [v.path for v in bidi.target_variables],
-            [bidi.target_variables[0].path],
-        )
+        self.assertLen(bidi.target_variables, 1)
         self.assertTrue(
             bidi.target_variables[0].path.endswith("forward_fw/lstm_cell/kernel")
         )
@@ -176,7 +173,6 @@ class WeightNoiseBasicsTest(NoiseLayerTestCase):
         self.assertGreater(np.abs(noisy).max(), 0.0)
         # Every row gets the same bias sample: one draw per call.
         np.testing.assert_array_equal(noisy, np.broadcast_to(noisy[0], noisy.shape))
-        wrapper.targets  # the attribute is public and reflects the argument
         self.assertEqual(wrapper.targets, ("bias",))
 
     def test_wraps_a_block_of_layers(self):
