@@ -106,19 +106,23 @@ class NotSupported(Exception):
     """A contender has no layer for some part of a model (e.g. TFP LSTM)."""
 
 
-def keras_model(spec, wrap=None, seed=0, jit_compile="auto"):
-    """A compiled Keras 3 model; `wrap(layer)` is applied to weighted layers."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    layers = keras.layers
-    ctors = {
+def _layer_ctors(layers):
+    """The layer class of each architecture kind, from a Keras namespace."""
+    return {
         "dense": layers.Dense,
         "conv2d": layers.Conv2D,
         "lstm": layers.LSTM,
         "maxpool": layers.MaxPooling2D,
         "flatten": layers.Flatten,
     }
+
+
+def keras_model(spec, wrap=None, seed=0, jit_compile="auto"):
+    """A compiled Keras 3 model; `wrap(layer)` is applied to weighted layers."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    ctors = _layer_ctors(keras.layers)
     stack = [keras.Input(spec.input_shape)]
     for kind, kwargs in spec.arch:
         layer = ctors[kind](**kwargs)
@@ -142,14 +146,7 @@ def tf_keras_model(spec, weighted_ctors=None, seed=0):
 
     tf.random.set_seed(seed)
     np.random.seed(seed)
-    layers = tf_keras.layers
-    ctors = {
-        "dense": layers.Dense,
-        "conv2d": layers.Conv2D,
-        "lstm": layers.LSTM,
-        "maxpool": layers.MaxPooling2D,
-        "flatten": layers.Flatten,
-    }
+    ctors = _layer_ctors(tf_keras.layers)
     ctors.update(weighted_ctors or {})
     stack = [tf_keras.Input(spec.input_shape)]
     for kind, kwargs in spec.arch:
