@@ -1,6 +1,13 @@
 """noisylayers: noise on a neural network's weights, as Keras 3 layers."""
 
 from noisylayers import noise
+from noisylayers.layers import NoisyConv1D
+from noisylayers.layers import NoisyConv2D
+from noisylayers.layers import NoisyConv3D
+from noisylayers.layers import NoisyDense
+from noisylayers.layers import NoisyGRU
+from noisylayers.layers import NoisyLayer
+from noisylayers.layers import NoisyLSTM
 from noisylayers.layers import WeightNoise
 from noisylayers.control import noise_layers
 from noisylayers.control import noise_scope
@@ -12,6 +19,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "WeightNoise",
+    "NoisyLayer",
+    "NoisyDense",
+    "NoisyConv1D",
+    "NoisyConv2D",
+    "NoisyConv3D",
+    "NoisyLSTM",
+    "NoisyGRU",
     "noise",
     "noise_layers",
     "set_noise",

@@ -14,6 +14,10 @@ uses private details of Keras 3 (pinned by `tests/test_keras_private.py`):
   applied. We record which variables were assigned (BatchNormalization
   statistics, the inner layer's seed generators, ...) and write them back.
 - `Layer._flatten_layers`: to find LoRA-enabled or quantized sublayers.
+- `Layer.__call__` runs `self.call`, so an instance attribute `call`
+  replaces a layer's computation for a while (`override_call`): the Flipout
+  LSTM runs Keras' own recurrent loop (masking, `go_backwards`, states)
+  with its own step.
 """
 
 import contextlib
@@ -102,3 +106,13 @@ def substitute(mapping, owner):
 def sublayers(layer):
     """`layer` and all the layers it contains, depth first."""
     return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+@contextlib.contextmanager
+def override_call(layer, call):
+    """Within the block, `layer(...)` runs `call` instead of `layer.call`."""
+    layer.call = call
+    try:
+        yield
+    finally:
+        del layer.call

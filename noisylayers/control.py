@@ -1,6 +1,7 @@
 """Whole-model noise controls: find the noisy layers, switch and scale them.
 
-A *noisy layer* is a `noisylayers.WeightNoise` layer (or a subclass). Each
+A *noisy layer* is a `noisylayers.NoisyLayer`: the `WeightNoise` wrapper or
+a variant (`NoisyDense`, `NoisyConv2D`, `NoisyLSTM`, ...). Each
 has an `enabled` flag and a `scale` factor kept in non-trainable variables,
 so the functions here take effect in the next batch of a compiled `fit` or
 `evaluate`, without recompiling.
@@ -13,11 +14,11 @@ import keras
 
 from noisylayers import _keras_private
 from noisylayers._validation import check_number
-from noisylayers.layers import WeightNoise
+from noisylayers.layers import NoisyLayer
 
 
 def _is_noise_layer(layer):
-    return isinstance(layer, WeightNoise)
+    return isinstance(layer, NoisyLayer)
 
 
 def _children(layer):

@@ -149,7 +149,11 @@ def sensitivity_ablation(
                     bar.set_postfix_str(f"{layer.name} x{scale:g}")
                     for draw in range(draws):
                         for variable, value in zip(variables, clean):
-                            variable.assign(layer.noise(value, generator, scale))
+                            variable.assign(value)
+                        for variable, value in layer.noisy_weights(
+                            generator, scale
+                        ):
+                            variable.assign(value)
                         records.append(
                             {
                                 "layer": layer.name,

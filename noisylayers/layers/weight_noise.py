@@ -3,30 +3,13 @@
 import inspect
 
 import keras
-import numpy as np
 
-from noisylayers import _keras_private
-from noisylayers import noise as noise_module
-from noisylayers._validation import check_number
-from noisylayers._validation import check_seed
-
-DEFAULT_TARGETS = (
-    "kernel",
-    "bias",
-    "recurrent_kernel",
-    "depthwise_kernel",
-    "pointwise_kernel",
-    "embeddings",
-)
-
-
-def _matches(variable, name):
-    """Whether a target `name` selects `variable` (by name or path suffix)."""
-    return variable.name == name or variable.path.endswith("/" + name)
+from noisylayers.layers.base import DEFAULT_TARGETS
+from noisylayers.layers.base import NoisyLayer
 
 
 @keras.saving.register_keras_serializable(package="noisylayers")
-class WeightNoise(keras.layers.Wrapper):
+class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     """Puts noise on the weights of a layer during training.
 
     In a training call, `WeightNoise` draws noise for each target weight of
@@ -50,7 +33,10 @@ class WeightNoise(keras.layers.Wrapper):
     weights are used unperturbed.
 
     The noise stream restarts from `seed` when a saved model is loaded (Keras
-    does not save random-generator state).
+    does not save random-generator state). A learned kind
+    (`noisylayers.noise.LearnedGaussian`, ...) creates its variables (e.g.
+    `kernel_rho`) on the wrapper, which trains and saves them; the wrapped
+    layer's own weights stay the clean (mean) weights.
 
     Args:
         layer: The `keras.layers.Layer` instance to wrap.
@@ -66,6 +52,15 @@ class WeightNoise(keras.layers.Wrapper):
             least one weight.
         seed: Optional integer seed making the noise reproducible. Wrappers
             without a seed draw independent noise.
+        estimator: How a training call samples: `"shared"` (default): one
+            weight sample per call, for any layer; `"flipout"`: the same
+            perturbation decorrelated per example by random signs (Dense,
+            Conv1D/2D/3D and LSTM, with symmetric kinds);
+            `"local_reparameterization"`: the pre-activations drawn from
+            their Gaussian marginal, one number per output (Dense and
+            Conv1D/2D/3D, with Gaussian kinds). `None` picks the kind's
+            preferred estimator where the layer has it, else `"shared"`.
+            The code is the variants' (`noisylayers.NoisyDense`, ...).
         **kwargs: Base layer keyword arguments, such as `name`.
 
     Call arguments:
@@ -81,7 +76,9 @@ class WeightNoise(keras.layers.Wrapper):
         training and with its clean weights otherwise.
 
     Raises:
-        ValueError: if `layer` is not a Keras layer; if it has nothing to
+        ValueError: if `layer` is not a Keras layer; if `estimator` is
+            unknown or does not work for this layer type or noise kind (the
+            message lists those that do); if it has nothing to
             perturb, a name in `targets` matches no weight, or a target is
             a LoRA-enabled or quantized weight (raised at construction when
             the layer is already built, else when it is built).
@@ -104,150 +101,37 @@ class WeightNoise(keras.layers.Wrapper):
     ```
     """
 
-    def __init__(self, layer, noise="gaussian", targets=None, seed=None, **kwargs):
+    def __init__(
+        self,
+        layer,
+        noise="gaussian",
+        targets=None,
+        seed=None,
+        estimator=None,
+        **kwargs,
+    ):
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
                 f"Received: layer={layer!r} (of type {type(layer).__name__})"
             )
         super().__init__(layer, **kwargs)
-        self.noise = noise_module.get(noise)
-        self.targets = self._check_targets(targets)
-        self.seed = check_seed(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self._enabled = self.add_weight(
-            name="noise_enabled",
-            shape=(),
-            dtype="bool",
-            initializer="ones",
-            trainable=False,
-            autocast=False,
-        )
-        self._scale = self.add_weight(
-            name="noise_scale",
-            shape=(),
-            dtype="float32",
-            initializer="ones",
-            trainable=False,
-            autocast=False,
-        )
+        self._init_noise(noise, estimator, targets, seed)
         self.supports_masking = layer.supports_masking
         params = inspect.signature(layer.call).parameters.values()
         self._layer_takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
         self._layer_call_args = {p.name for p in params}
-        self._target_variables = None
         if layer.built:
             self._target_variables = self._resolve_targets()
         elif not layer.weights and _builds_nothing(layer):
             raise ValueError(self._nothing_to_perturb_message())
 
-    @staticmethod
-    def _check_targets(targets):
-        if targets is None:
-            return None
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, (list, tuple)) or not all(
-            isinstance(t, str) and t for t in targets
-        ):
-            raise TypeError(
-                "Argument `targets` must be None or a list of weight names. "
-                f"Received: targets={targets!r}"
-            )
-        if not targets:
-            raise ValueError(
-                "Argument `targets` must name at least one weight (use None "
-                f"for the defaults). Received: targets={targets!r}"
-            )
-        return tuple(targets)
-
-    def _nothing_to_perturb_message(self):
-        return (
-            f"Layer '{self.layer.name}' (of type "
-            f"{self.layer.__class__.__name__}) has no weights to perturb: "
-            f"WeightNoise looks for weights named {list(DEFAULT_TARGETS)}. "
-            f"Received: layer={self.layer.name}, "
-            f"with weights {[v.path for v in self.layer.weights]}"
-        )
-
-    def _resolve_targets(self):
-        """The variables to perturb; raises a `ValueError` if there are none."""
-        for sub in _keras_private.sublayers(self.layer):
-            if getattr(sub, "lora_enabled", False):
-                raise ValueError(
-                    f"Cannot put noise on the weights of layer '{sub.name}' "
-                    "(inside WeightNoise): LoRA is enabled, so its trainable "
-                    "weights are the LoRA factors, not the kernel. Wrap the "
-                    "layer before enabling LoRA, or disable LoRA. "
-                    f"Received: layer={self.layer.name}"
-                )
-            mode = getattr(sub, "quantization_mode", None)
-            if mode is not None:
-                raise ValueError(
-                    f"Cannot put noise on the weights of layer '{sub.name}' "
-                    f"(inside WeightNoise): it is quantized ({mode}). "
-                    f"Received: layer={self.layer.name}"
-                )
-        weights = self.layer.weights
-        if self.targets is None:
-            selected = [
-                v for v in weights if any(_matches(v, t) for t in DEFAULT_TARGETS)
-            ]
-            if not selected:
-                raise ValueError(self._nothing_to_perturb_message())
-        else:
-            for target in self.targets:
-                if not any(_matches(v, target) for v in weights):
-                    raise ValueError(
-                        f"Argument `targets` names a weight that layer "
-                        f"'{self.layer.name}' does not have: {target!r}. Its "
-                        f"weights are {[v.path for v in weights]}. "
-                        f"Received: targets={list(self.targets)}"
-                    )
-            selected = [
-                v for v in weights if any(_matches(v, t) for t in self.targets)
-            ]
-        for v in selected:
-            if not keras.backend.is_float_dtype(v.dtype):
-                raise ValueError(
-                    f"Cannot put noise on weight '{v.path}' of dtype "
-                    f"{v.dtype} (a quantized layer?): only floating-point "
-                    f"weights can be perturbed. Received: layer="
-                    f"{self.layer.name}, targets={self.targets}"
-                )
-        return selected
+    def _perturbed(self):
+        return self.layer
 
     def build(self, input_shape=None):
         super().build(input_shape)
-        self._target_variables = self._resolve_targets()
-
-    @property
-    def target_variables(self):
-        """The wrapped layer's variables that receive noise (after build)."""
-        return list(self._target_variables or [])
-
-    @property
-    def enabled(self):
-        """Whether training calls perturb the weights (a saved variable)."""
-        return bool(keras.ops.convert_to_numpy(self._enabled.value))
-
-    @enabled.setter
-    def enabled(self, value):
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(
-                "Attribute `enabled` must be a boolean. "
-                f"Received: enabled={value!r}"
-            )
-        self._enabled.assign(bool(value))
-
-    @property
-    def scale(self):
-        """Factor on the noise magnitude (a saved variable, default 1)."""
-        return float(keras.ops.convert_to_numpy(self._scale.value))
-
-    @scale.setter
-    def scale(self, value):
-        self._scale.assign(check_number("scale", value, 0.0))
+        self._build_noise()
 
     def _layer_kwargs(self, kwargs):
         """The keyword arguments of a wrapper call that the layer accepts."""
@@ -259,15 +143,11 @@ class WeightNoise(keras.layers.Wrapper):
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         kwargs = self._layer_kwargs({"mask": mask, **kwargs})
-        if not training:
+
+        def call_layer():
             return self.layer(inputs, training=training, **kwargs)
-        scale = keras.ops.where(self._enabled.value, self._scale.value, 0.0)
-        mapping = [
-            (v, self.noise(_keras_private.read_value(v), self.seed_generator, scale))
-            for v in self._target_variables
-        ]
-        with _keras_private.substitute(mapping, owner=self):
-            return self.layer(inputs, training=training, **kwargs)
+
+        return self._noise_call(inputs, training, call_layer)
 
     def compute_output_shape(self, *args, **kwargs):
         # Needed by layers that wrap this one (e.g. `TimeDistributed`); a
@@ -288,12 +168,7 @@ class WeightNoise(keras.layers.Wrapper):
         return self.layer.compute_mask(inputs, mask)
 
     def get_config(self):
-        config = {
-            "noise": noise_module.serialize(self.noise),
-            "targets": None if self.targets is None else list(self.targets),
-            "seed": self.seed,
-        }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), **self._noise_config()}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -2,29 +2,43 @@
 
 import keras
 
+ESTIMATORS = ("shared", "flipout", "local_reparameterization")
+
 
 class Noise:
     """Base class of weight-noise kinds.
 
     A noise kind decides *how* one weight tensor is perturbed; the layer that
-    uses it (e.g. `noisylayers.WeightNoise`) decides *which* tensors and
-    *when*. Subclasses implement `perturbation(value, seed)`, which returns the
-    random change to add to `value`; the noisy weight is then
-    `value + scale * perturbation`, so `scale=0` gives the clean weight
-    exactly, `scale=1` the kind's nominal noise and other values multiply the
-    perturbation's magnitude (its expectation stays zero for every kind
-    shipped here).
+    uses it (`noisylayers.WeightNoise` or a variant such as
+    `noisylayers.NoisyDense`) decides *which* tensors and *when*. Subclasses
+    implement `perturbation(value, seed)`, which returns the random change to
+    add to `value`; the noisy weight is then `value + scale * perturbation`,
+    so `scale=0` gives the clean weight exactly, `scale=1` the kind's nominal
+    noise and other values multiply the perturbation's magnitude (its
+    expectation stays zero for every kind shipped here).
 
     Kinds are small serializable objects, like Keras initializers: they hold
-    their hyper-parameters and implement `get_config`. A kind that learns
-    (e.g. a learned per-weight variance) can additionally own variables and
-    add a KL loss from the layer that uses it.
+    their hyper-parameters and implement `get_config`. A kind declares what
+    the per-example estimators need:
+
+    - `symmetric`: True when the perturbation is symmetric about zero and
+      independent across weights, which is what Flipout needs.
+    - `variance(value, state)`: the per-weight variance of a Gaussian
+      perturbation (a scalar or a tensor shaped like `value`), or `None` for
+      a kind that is not Gaussian; local reparameterization needs it.
+
+    A kind that learns (a per-weight standard deviation, say) overrides
+    `build`, which creates its variables on the noisy layer and returns a
+    *state* that the layer passes back to `perturbation`, `variance`, `kl`
+    and `stats`. A kind with a KL term sets `has_kl` and implements `kl`.
 
     Example:
 
     ```python
     @keras.saving.register_keras_serializable(package="my_package")
     class Uniform(noisylayers.noise.Noise):
+        symmetric = True  # so Flipout accepts it
+
         def __init__(self, width=0.01):
             self.width = width
 
@@ -39,18 +53,128 @@ class Noise:
     ```
     """
 
+    #: Symmetric about zero and independent across weights (Flipout).
+    symmetric = False
+    #: The kind adds a KL term (`kl`) to the layer's losses in training.
+    has_kl = False
+    #: The estimator a layer uses when `estimator=None` and it has it.
+    preferred_estimator = "shared"
+
+    def build(self, layer, variable, fan_in):
+        """Creates the kind's variables for one target weight.
+
+        Called once per perturbed weight when the noisy layer builds. A kind
+        that learns creates its variables with `layer.add_weight(...)` (so
+        they are weights of the noisy layer, trained and saved with it).
+
+        Args:
+            layer: The noisy layer that owns the variables.
+            variable: The weight to perturb (already initialised).
+            fan_in: The number of inputs of each output unit of the layer
+                that `variable` belongs to.
+
+        Returns:
+            A state (any object, `None` for a kind without variables) that
+            the layer passes back to the other methods.
+        """
+        return None
+
+    def applies_to(self, variable):
+        """Whether the kind perturbs `variable` when targets are the default.
+
+        Lets a kind skip weights it does not suit (sparse variational dropout
+        leaves the biases alone). Explicit `targets` are always honoured.
+        """
+        return True
+
     def perturbation(self, value, seed):
         """Returns a random perturbation of `value` (same shape and dtype).
 
         Args:
             value: The clean weight tensor.
             seed: A `keras.random.SeedGenerator` to draw from.
+            state: (Only for kinds that override `build`.) The state that
+                `build` returned for this weight.
         """
         raise NotImplementedError(
             f"{self.__class__.__name__} must implement `perturbation()`."
         )
 
-    def __call__(self, value, seed, scale=1.0):
+    def sample(self, value, seed, state=None):
+        """`perturbation(value, seed)`, passing `state` to kinds that build."""
+        if state is None:
+            return self.perturbation(value, seed)
+        return self.perturbation(value, seed, state)
+
+    def perturbations(self, values, seed, states):
+        """The perturbations of all the targets of a layer in one call.
+
+        One draw per target, in order. A kind whose draws are shared between
+        the weights of a layer (factorised noise) overrides this.
+        """
+        return [self.sample(v, seed, s) for v, s in zip(values, states)]
+
+    def variance(self, value, state=None):
+        """The variance of each weight's perturbation, or `None`.
+
+        Returns a scalar (the same for every weight) or a tensor shaped like
+        `value` when the perturbation is Gaussian, else `None`.
+        """
+        return None
+
+    def stddev(self, value, state=None):
+        """The standard deviation of each weight's perturbation (a tensor)."""
+        variance = self.variance(value, state)
+        if variance is None:
+            raise NotImplementedError(
+                f"{self.__class__.__name__} must implement `stddev()`."
+            )
+        return keras.ops.sqrt(keras.ops.convert_to_tensor(variance))
+
+    def kl(self, value, state, seed, perturbation=None):
+        """The KL divergence of the weight's posterior to the prior, summed.
+
+        Args:
+            value: The clean (mean) weight.
+            state: The state from `build`.
+            seed: A `keras.random.SeedGenerator`, for Monte Carlo estimates
+                when no `perturbation` is given.
+            perturbation: The perturbation drawn in this call (unscaled),
+                or `None` when the estimator drew no weight sample.
+
+        Returns:
+            A scalar tensor, or `None` for kinds without a KL term.
+        """
+        return None
+
+    def inference_value(self, value, state):
+        """The weight used at inference, or `None` for the clean weight."""
+        return None
+
+    def stats(self, value, state):
+        """Extra per-weight figures for `noisylayers.noise_stats` (a dict)."""
+        return {}
+
+    def unsupported_reason(self, estimator):
+        """Why the kind cannot be used with `estimator` (`None` if it can)."""
+        if estimator == "flipout" and not self.symmetric:
+            return (
+                "Flipout needs a perturbation that is symmetric about zero "
+                "and independent across weights"
+            )
+        if estimator == "local_reparameterization" and not self.gaussian:
+            return (
+                "local reparameterization needs a Gaussian perturbation "
+                "(a kind with a `variance`)"
+            )
+        return None
+
+    @property
+    def gaussian(self):
+        """Whether the perturbation is Gaussian (the kind has a variance)."""
+        return type(self).variance is not Noise.variance
+
+    def __call__(self, value, seed, scale=1.0, state=None):
         """Returns the noisy version of `value`.
 
         Args:
@@ -58,8 +182,9 @@ class Noise:
             seed: A `keras.random.SeedGenerator` to draw from.
             scale: Scalar (Python number or tensor) multiplying the
                 perturbation.
+            state: The state from `build`, for kinds that build variables.
         """
-        perturbation = self.perturbation(value, seed)
+        perturbation = self.sample(value, seed, state)
         return value + keras.ops.cast(scale, perturbation.dtype) * perturbation
 
     def get_config(self):
@@ -78,4 +203,5 @@ class Noise:
             self.get_config() == other.get_config()
         )
 
-    __hash__ = object.__hash__
+    def __hash__(self):
+        return hash((type(self), repr(self)))

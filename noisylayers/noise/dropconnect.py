@@ -13,7 +13,9 @@ class DropConnect(Noise):
     Kept weights are scaled by `1 / (1 - rate)` so that the expected weight is
     the clean weight, as in inverted dropout. The perturbation is
     `w * (mask / (1 - rate) - 1)`; a layer's `scale` multiplies it, so
-    `scale=1` is exact DropConnect and `scale=0` the clean weights.
+    `scale=1` is exact DropConnect and `scale=0` the clean weights. The
+    perturbation is neither symmetric nor Gaussian, so DropConnect works with
+    the `"shared"` estimator only.
     String alias: `"dropconnect"`.
 
     Args:
@@ -35,6 +37,9 @@ class DropConnect(Noise):
         )
         keep = keras.ops.cast(uniform >= self.rate, dtype)
         return value * (keep / (1.0 - self.rate) - 1.0)
+
+    def stddev(self, value, state=None):
+        return keras.ops.abs(value) * (self.rate / (1.0 - self.rate)) ** 0.5
 
     def get_config(self):
         return {"rate": self.rate}

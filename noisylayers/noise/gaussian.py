@@ -21,7 +21,7 @@ class Gaussian(Noise):
 
     The noise is independent for every weight and has the same magnitude for
     every weight, whatever the weight's own size (Graves 2011, "fixed" weight
-    noise). String alias: `"gaussian"`.
+    noise). Works with every estimator. String alias: `"gaussian"`.
 
     Args:
         stddev: Non-negative float, the standard deviation of the noise.
@@ -37,11 +37,16 @@ class Gaussian(Noise):
     ...     keras.layers.Dense(4), noise=noisylayers.noise.Gaussian(0.05))
     """
 
+    symmetric = True
+
     def __init__(self, stddev=0.01):
         self.stddev = check_number("stddev", stddev, 0.0)
 
     def perturbation(self, value, seed):
         return _normal_like(value, self.stddev, seed)
+
+    def variance(self, value, state=None):
+        return self.stddev**2
 
     def get_config(self):
         return {"stddev": self.stddev}
@@ -55,7 +60,7 @@ class MultiplicativeGaussian(Noise):
     and keeps the relative perturbation equal across layers of different
     scales. With `stddev = sqrt(rate / (1 - rate))` it matches the variance
     of DropConnect at `rate` (Gaussian DropConnect, Wang & Manning 2013).
-    String alias: `"multiplicative_gaussian"`.
+    Works with every estimator. String alias: `"multiplicative_gaussian"`.
 
     Args:
         stddev: Non-negative float, the standard deviation of the relative
@@ -66,11 +71,16 @@ class MultiplicativeGaussian(Noise):
         ValueError: if `stddev` is negative, infinite or NaN.
     """
 
+    symmetric = True
+
     def __init__(self, stddev=0.1):
         self.stddev = check_number("stddev", stddev, 0.0)
 
     def perturbation(self, value, seed):
         return value * _normal_like(value, self.stddev, seed)
+
+    def variance(self, value, state=None):
+        return self.stddev**2 * keras.ops.square(value)
 
     def get_config(self):
         return {"stddev": self.stddev}
