@@ -9,6 +9,9 @@ from noisylayers.layers import NoisyGRU
 from noisylayers.layers import NoisyLayer
 from noisylayers.layers import NoisyLSTM
 from noisylayers.layers import WeightNoise
+from noisylayers import priors
+from noisylayers.diagnostics import mc_predict
+from noisylayers.diagnostics import noise_stats
 from noisylayers.control import noise_layers
 from noisylayers.control import noise_scope
 from noisylayers.control import set_noise
@@ -27,6 +30,9 @@ __all__ = [
     "NoisyLSTM",
     "NoisyGRU",
     "noise",
+    "priors",
+    "mc_predict",
+    "noise_stats",
     "noise_layers",
     "set_noise",
     "noise_scope",

@@ -166,18 +166,24 @@ class NoiseSchedule(keras.callbacks.Callback):
             )
         return epochs * steps
 
+    _log_key = "noise_scale"
+    _what = "noise scale"
+
+    def _apply(self, value):
+        control.set_noise(self.model, scale=value, layers=self.layers)
+
     def _set(self, index, kind):
         scale = self.scale_at(index)
         if scale == self._scale:
             return
         # Under JAX, `self.model` syncs the training state into the variables
         # first, and the trainer reads the new values back at the next batch.
-        control.set_noise(self.model, scale=scale, layers=self.layers)
+        self._apply(scale)
         self._scale = scale
         if self.verbose:
             print(
-                f"\n{kind.capitalize()} {index + 1}: NoiseSchedule setting the "
-                f"noise scale to {scale:g}."
+                f"\n{kind.capitalize()} {index + 1}: {type(self).__name__} "
+                f"setting the {self._what} to {scale:g}."
             )
 
     def on_train_begin(self, logs=None):
@@ -195,4 +201,108 @@ class NoiseSchedule(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._scale is not None:
-            logs["noise_scale"] = self._scale
+            logs[self._log_key] = self._scale
+
+
+class KLWarmup(NoiseSchedule):
+    """Ramps the KL term of learned noise kinds, per epoch or per step.
+
+    KL warm-up (annealing): start training with little or no KL and raise
+    it to its full weight, so the learned noise does not collapse to the
+    prior before the data has shaped the weights. The schedule's value is a
+    *factor* on each noisy layer's configured `kl_weight` (the kind's
+    `kl_weight`, e.g. `1 / dataset_size`): 0 means no KL, 1 the full KL.
+    The layers' `kl_weight` variables are set, so compiled training picks up
+    each value in its next batch without recompiling. At the end of each
+    epoch the factor is logged as `logs["kl_factor"]`.
+
+    Takes the arguments of `NoiseSchedule` (`schedule`, `start`, `end`,
+    `duration`, `per`, `layers`, `verbose`), with the same meaning for the
+    factor; `layers=None` selects every noisy layer whose kind has a KL.
+
+    Raises:
+        ValueError: as `NoiseSchedule`; during `fit`, if no selected layer
+            has a KL term.
+
+    Example:
+
+    ```python
+    warmup = noisylayers.callbacks.KLWarmup("linear", start=0.0, end=1.0,
+                                            duration=10)
+    model.fit(x, y, epochs=50, callbacks=[warmup])
+    ```
+    """
+
+    _log_key = "kl_factor"
+    _what = "KL factor"
+
+    def _apply(self, value):
+        layers = [
+            layer
+            for layer in control.noise_layers(self.model, self.layers)
+            if layer.kl_weight is not None
+        ]
+        if not layers:
+            raise ValueError(
+                f"Model '{self.model.name}' has no noisy layer with a KL term "
+                "(a learned kind such as `LearnedGaussian`) to warm up. "
+                f"Received: layers={self.layers!r}"
+            )
+        for layer in layers:
+            layer.kl_weight = value * layer.noise.kl_weight
+
+
+class NoiseStats(keras.callbacks.Callback):
+    """Logs `noisylayers.noise_stats` per layer at the end of each epoch.
+
+    For each noisy layer and perturbed weight, adds
+    `"{layer}/{weight}/stddev"` (e.g. `"dense/kernel/stddev"`), `".../snr"`, `".../kl"` (kinds with a
+    KL) and `".../sparsity"` (variational dropout) to the epoch's `logs`,
+    so they appear in the `History`; given `log_dir`, also writes them as
+    TensorBoard scalars (this uses TensorFlow's summary writer, imported
+    on first use).
+
+    Args:
+        log_dir: Optional directory for TensorBoard event files.
+        layers: Which noisy layers, as in `noisylayers.set_noise`.
+
+    Example:
+
+    ```python
+    history = model.fit(x, y, epochs=5,
+                        callbacks=[noisylayers.callbacks.NoiseStats("logs")])
+    history.history["dense/kernel/stddev"]
+    ```
+    """
+
+    def __init__(self, log_dir=None, layers=None):
+        super().__init__()
+        self.log_dir = log_dir
+        self.layers = layers
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from noisylayers.diagnostics import noise_stats
+
+        figures = {}
+        for row in noise_stats(self.model, self.layers):
+            name = row["weight"]
+            for key in ("stddev", "snr", "kl", "sparsity"):
+                if row.get(key) is not None:
+                    figures[f"{row['layer']}/{name}/{key}"] = row[key]
+        if logs is not None:
+            logs.update(figures)
+        if self.log_dir is not None:
+            import tensorflow as tf
+
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            with self._writer.as_default():
+                for key, value in figures.items():
+                    tf.summary.scalar(key, value, step=epoch)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

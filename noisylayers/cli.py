@@ -92,35 +92,29 @@ def _shard(text):
 
 
 def parse_noise(text):
-    """Reads `--noise KIND[:VALUE]`, e.g. `gaussian:0.05`, as a noise kind.
-
-    `VALUE` sets the kind's parameter (`stddev`, or `rate` for DropConnect);
-    without it the kind's default is used.
+    """Reads `--noise KIND[:VALUE | :NAME=VALUE,...]` (`noise.parse`).
 
     Raises:
         ValueError: for an unknown kind or an invalid value.
     """
-    kind, colon, value = text.partition(":")
-    noise = noise_module.get(kind.strip())
-    if colon:
-        try:
-            (name,) = noise.get_config()
-            number = float(value)
-        except ValueError:
-            raise ValueError(
-                "--noise must be KIND or KIND:VALUE, VALUE a number (the "
-                "stddev, or the rate for dropconnect). "
-                f"Received: --noise {text}"
-            ) from None
-        noise = type(noise)(**{name: number})
-    return noise
+    try:
+        return noise_module.parse(text)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            "--noise must be KIND or KIND:VALUE (or KIND:NAME=VALUE,...): "
+            f"{e} Received: --noise {text}"
+        ) from None
 
 
 def noise_text(noise):
-    """The `--noise` text of a noise kind: `KIND:VALUE`."""
-    aliases = {cls: alias for alias, cls in noise_module.ALIASES.items()}
-    (value,) = noise.get_config().values()
-    return f"{aliases[type(noise)]}:{value:g}"
+    """The `--noise` text of a noise kind: `KIND:VALUE` for one parameter."""
+    config = noise.get_config()
+    if len(config) == 1:
+        (value,) = config.values()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            aliases = {cls: alias for alias, cls in noise_module.ALIASES.items()}
+            return f"{aliases[type(noise)]}:{value:g}"
+    return noise_module.to_spec(noise)
 
 
 def _parser():
@@ -172,11 +166,14 @@ def _parser():
     )
     ablate.add_argument(
         "--noise",
-        metavar="KIND[:VALUE]",
+        metavar="KIND[:VALUE|:NAME=VALUE,...]",
         help=(
             "the weight noise of the noisy layers: gaussian[:STDDEV], "
-            "multiplicative_gaussian[:STDDEV] or dropconnect[:RATE]. "
-            f"Default: {DEFAULTS['noise']}"
+            "multiplicative_gaussian[:STDDEV], dropconnect[:RATE], "
+            "learned_gaussian, adaptive_gaussian, factorized[:SIGMA0] or "
+            "variational_dropout[:THRESHOLD], with any parameter as "
+            "NAME=VALUE (e.g. learned_gaussian:init_stddev=0.05,"
+            f"dataset_size=1000). Default: {DEFAULTS['noise']}"
         ),
     )
     ablate.add_argument(

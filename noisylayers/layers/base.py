@@ -341,12 +341,14 @@ class NoisyLayer:
                     self.seed_generator,
                     call_layer,
                 )
-        if self._kl_weight is not None:
+        if self._kl_weight is not None and training:
             kls = [
                 self.noise.kl(value, state, self.seed_generator, p)
                 for value, state, p in zip(values, states, perturbations)
             ]
-            kl = keras.ops.sum(keras.ops.stack([keras.ops.cast(k, "float32") for k in kls]))
+            kl = keras.ops.sum(
+                keras.ops.stack([keras.ops.cast(k, "float32") for k in kls])
+            )
             self.add_loss(self._kl_weight.value * kl)
         return outputs
 

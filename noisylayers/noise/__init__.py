@@ -8,19 +8,35 @@ or a config dict; `get`, `serialize` and `deserialize` convert between them.
 | `"gaussian"`                | `Gaussian(0.01)`         | `w + stddev * eps`          |
 | `"multiplicative_gaussian"` | `MultiplicativeGaussian` | `w * (1 + stddev * eps)`    |
 | `"dropconnect"`             | `DropConnect(0.5)`       | `w * mask / (1 - rate)`     |
+| `"learned_gaussian"`        | `LearnedGaussian`        | `w + softplus(rho) * eps`   |
+| `"adaptive_gaussian"`       | `AdaptiveGaussian`       | same, Graves' optimal prior |
+| `"factorized"`              | `Factorized(0.5)`        | `w + sigma * f(e_i) f(e_j)` |
+| `"variational_dropout"`     | `VariationalDropout`     | `w + sqrt(alpha) w eps`     |
+
+`parse("gaussian:0.1")` reads the command line's `KIND[:VALUE | :NAME=VALUE,...]`.
 """
+
+import ast
 
 import keras
 
+from noisylayers.noise.adaptive import AdaptiveGaussian
+from noisylayers.noise.adaptive import Factorized
+from noisylayers.noise.adaptive import VariationalDropout
 from noisylayers.noise.base import Noise
 from noisylayers.noise.dropconnect import DropConnect
 from noisylayers.noise.gaussian import Gaussian
 from noisylayers.noise.gaussian import MultiplicativeGaussian
+from noisylayers.noise.learned import LearnedGaussian
 
 ALIASES = {
     "gaussian": Gaussian,
     "multiplicative_gaussian": MultiplicativeGaussian,
     "dropconnect": DropConnect,
+    "learned_gaussian": LearnedGaussian,
+    "adaptive_gaussian": AdaptiveGaussian,
+    "factorized": Factorized,
+    "variational_dropout": VariationalDropout,
 }
 _CLASSES = {cls.__name__: cls for cls in (Noise, *ALIASES.values())}
 
@@ -89,11 +105,110 @@ def get(identifier):
     )
 
 
+def parse(text):
+    """Reads a noise spec such as `"gaussian:0.1"` as a noise kind.
+
+    The spec is `KIND`, `KIND:VALUE` (the kind's first parameter, e.g. the
+    stddev of `gaussian` or the rate of `dropconnect`) or
+    `KIND:NAME=VALUE,NAME=VALUE` (any parameters, e.g.
+    `learned_gaussian:init_stddev=0.05,dataset_size=1000`); both forms
+    mix (`variational_dropout:3,kl_weight=1e-4`). Values are Python
+    literals (numbers, `None`, quoted strings) or bare words (`normal`).
+
+    Args:
+        text: The spec.
+
+    Returns:
+        A `Noise` instance.
+
+    Raises:
+        ValueError: for an unknown kind, parameter or malformed value.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"A noise spec must be a string. Received: {text!r}")
+    kind, colon, rest = text.partition(":")
+    noise = get(kind.strip())
+    if not colon:
+        return noise
+    names = list(noise.get_config())
+    kwargs = {}
+    for i, part in enumerate(p.strip() for p in rest.split(",")):
+        name, equals, value = part.partition("=")
+        if not equals:
+            if i != 0 or not names:
+                raise ValueError(
+                    "A noise spec is KIND, KIND:VALUE or KIND:NAME=VALUE,... "
+                    f"Received: {text!r}"
+                )
+            name, value = names[0], part
+        name = name.strip()
+        if name not in names:
+            raise ValueError(
+                f"Noise kind {kind!r} has no parameter {name!r}; its "
+                f"parameters are {names}. Received: {text!r}"
+            )
+        value = _literal(value.strip())
+        default = noise.get_config()[name]
+        if isinstance(default, float) and type(value) is int:
+            value = float(value)
+        kwargs[name] = value
+    config = {**noise.get_config(), **kwargs}
+    try:
+        return type(noise).from_config(config)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Invalid noise spec {text!r}: {e}") from None
+
+
+def _literal(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def to_spec(noise):
+    """The spec of a noise kind, as `parse` reads it."""
+    noise = get(noise)
+    alias = next((a for a, c in ALIASES.items() if type(noise) is c), None)
+    if alias is None:
+        raise ValueError(f"No spec for a kind without an alias: {noise!r}")
+    params = []
+    for name, value in noise.get_config().items():
+        if isinstance(value, dict):
+            value = _prior_alias(value)
+            if value is None:
+                raise ValueError(
+                    f"No spec for a kind with nested parameters: {noise!r}"
+                )
+        params.append(f"{name}={value!r}" if not isinstance(value, _Bare) else f"{name}={value}")
+    return f"{alias}:{','.join(params)}" if params else alias
+
+
+class _Bare(str):
+    """A string written without quotes in a spec (an alias)."""
+
+
+def _prior_alias(config):
+    from noisylayers import priors
+
+    prior = priors.get(config)
+    for alias, cls in priors.ALIASES.items():
+        if prior == cls():
+            return _Bare(alias)
+    return None
+
+
 __all__ = [
     "Noise",
     "Gaussian",
     "MultiplicativeGaussian",
     "DropConnect",
+    "LearnedGaussian",
+    "AdaptiveGaussian",
+    "Factorized",
+    "VariationalDropout",
+    "parse",
+    "to_spec",
     "get",
     "serialize",
     "deserialize",

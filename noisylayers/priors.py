@@ -1,0 +1,354 @@
+"""Priors over weights for the learned noise kinds, and their KL terms.
+
+The priors here are written with `keras.ops`, so they run on every backend:
+
+| prior                                      | KL from a Gaussian posterior |
+|--------------------------------------------|------------------------------|
+| `Normal(loc=0.0, scale=1.0)` (`"normal"`)  | analytic                     |
+| `Laplace(loc=0.0, scale=1.0)` (`"laplace"`)| one-sample Monte Carlo       |
+| `ScaleMixtureNormal(pi, scale1, scale2)`   | one-sample Monte Carlo       |
+|   (`"scale_mixture_normal"`, Blundell 2015)|                              |
+
+On the TensorFlow backend a scalar `tfp.distributions` object is accepted
+too (`tfp.distributions.StudentT(3., 0., 1.)`, a `MixtureSameFamily`, ...),
+with TFP's registered analytic KL where it has one and Monte Carlo
+otherwise. It is saved as a config (class name and parameters), never
+pickled. tensorflow-probability is imported only when such a prior is used.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from noisylayers._validation import check_number
+
+_HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def normal_log_prob(x, loc, scale):
+    """Elementwise log density of `N(loc, scale^2)` at `x`."""
+    z = (x - loc) / scale
+    return -0.5 * ops.square(z) - ops.log(scale) - _HALF_LOG_TWO_PI
+
+
+class Prior:
+    """Base class of weight priors: a scalar distribution, applied per weight.
+
+    Subclasses implement `log_prob(x)` (elementwise) and, where it exists in
+    closed form, `kl_from_normal(loc, scale)`: the elementwise KL divergence
+    `KL(N(loc, scale^2) || prior)`. Without it the KL is estimated by Monte
+    Carlo from one weight sample.
+    """
+
+    def log_prob(self, x):
+        raise NotImplementedError
+
+    def kl_from_normal(self, loc, scale):
+        """Elementwise analytic `KL(N(loc, scale^2) || self)`, or `None`."""
+        return None
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.__class__.__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and (
+            self.get_config() == other.get_config()
+        )
+
+    def __hash__(self):
+        return hash((type(self), repr(self)))
+
+
+@keras.saving.register_keras_serializable(package="noisylayers")
+class Normal(Prior):
+    """A Gaussian prior `N(loc, scale^2)`, with an analytic KL.
+
+    Args:
+        loc: Float, the mean. Defaults to `0.0`.
+        scale: Positive float, the standard deviation. Defaults to `1.0`.
+
+    Raises:
+        ValueError: if `scale` is not positive.
+    """
+
+    def __init__(self, loc=0.0, scale=1.0):
+        self.loc = check_number("loc", loc, -math.inf)
+        self.scale = _check_positive("scale", scale)
+
+    def log_prob(self, x):
+        return normal_log_prob(x, self.loc, self.scale)
+
+    def kl_from_normal(self, loc, scale):
+        return normal_kl(loc, scale, self.loc, self.scale)
+
+    def get_config(self):
+        return {"loc": self.loc, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="noisylayers")
+class Laplace(Prior):
+    """A Laplace prior with density `exp(-|x - loc| / scale) / (2 scale)`.
+
+    Its KL from a Gaussian posterior is estimated by Monte Carlo.
+
+    Args:
+        loc: Float, the location. Defaults to `0.0`.
+        scale: Positive float, the scale. Defaults to `1.0`.
+
+    Raises:
+        ValueError: if `scale` is not positive.
+    """
+
+    def __init__(self, loc=0.0, scale=1.0):
+        self.loc = check_number("loc", loc, -math.inf)
+        self.scale = _check_positive("scale", scale)
+
+    def log_prob(self, x):
+        return -ops.abs(x - self.loc) / self.scale - math.log(2.0 * self.scale)
+
+    def get_config(self):
+        return {"loc": self.loc, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="noisylayers")
+class ScaleMixtureNormal(Prior):
+    """The scale mixture `pi N(0, scale1^2) + (1 - pi) N(0, scale2^2)`.
+
+    The prior of Bayes by backprop (Blundell et al. 2015), who use e.g.
+    `pi=0.5, scale1=1.0, scale2=exp(-6)`. Its KL from a Gaussian posterior
+    is estimated by Monte Carlo.
+
+    Args:
+        pi: Float in `[0, 1]`, the weight of the first component.
+            Defaults to `0.5`.
+        scale1: Positive float, the first component's standard deviation.
+            Defaults to `1.0`.
+        scale2: Positive float, the second component's standard deviation.
+            Defaults to `exp(-6)`.
+
+    Raises:
+        ValueError: for a `pi` outside `[0, 1]` or a non-positive scale.
+    """
+
+    def __init__(self, pi=0.5, scale1=1.0, scale2=math.exp(-6.0)):
+        self.pi = check_number("pi", pi, 0.0, 1.0, high_inclusive=True)
+        self.scale1 = _check_positive("scale1", scale1)
+        self.scale2 = _check_positive("scale2", scale2)
+
+    def log_prob(self, x):
+        parts = []
+        for weight, scale in ((self.pi, self.scale1), (1.0 - self.pi, self.scale2)):
+            if weight > 0.0:
+                parts.append(math.log(weight) + normal_log_prob(x, 0.0, scale))
+        if len(parts) == 1:
+            return parts[0]
+        return ops.logaddexp(parts[0], parts[1])
+
+    def get_config(self):
+        return {"pi": self.pi, "scale1": self.scale1, "scale2": self.scale2}
+
+
+@keras.saving.register_keras_serializable(package="noisylayers")
+class TFPPrior(Prior):
+    """A scalar `tfp.distributions` distribution used as a prior (TensorFlow).
+
+    Built by `noisylayers.priors.get` from a distribution object; users
+    normally pass the distribution itself as `prior=`. The KL is TFP's
+    registered analytic KL from a Normal where there is one, else a
+    one-sample Monte Carlo estimate. Saved as the distribution's class name
+    and parameters (nested distributions included).
+
+    Args:
+        distribution: A scalar `tfp.distributions.Distribution`, or its
+            config as written by `get_config`.
+
+    Raises:
+        ValueError: on a backend other than TensorFlow, or for a
+            distribution that is not scalar.
+    """
+
+    def __init__(self, distribution):
+        _require_tensorflow(distribution)
+        if isinstance(distribution, dict):
+            distribution = _tfp_from_config(distribution)
+        if tuple(distribution.batch_shape) or tuple(distribution.event_shape):
+            raise ValueError(
+                "A TFP prior must be a scalar distribution (empty batch and "
+                "event shapes): it is applied to each weight. Received: "
+                f"prior={distribution!r}"
+            )
+        self.distribution = distribution
+
+    def log_prob(self, x):
+        return self.distribution.log_prob(x)
+
+    def kl_from_normal(self, loc, scale):
+        tfd = _tfp().distributions
+        try:
+            return tfd.kl_divergence(tfd.Normal(loc, scale), self.distribution)
+        except NotImplementedError:
+            return None
+
+    def get_config(self):
+        return {"distribution": _tfp_config(self.distribution)}
+
+    def __repr__(self):
+        return f"TFPPrior({self.get_config()['distribution']!r})"
+
+
+def normal_kl(loc_q, scale_q, loc_p, scale_p):
+    """Elementwise `KL(N(loc_q, scale_q^2) || N(loc_p, scale_p^2))`."""
+    ratio = ops.square(scale_q / scale_p)
+    return 0.5 * (
+        ratio
+        + ops.square((loc_q - loc_p) / scale_p)
+        - 1.0
+        - ops.log(ratio)
+    )
+
+
+def _check_positive(name, value):
+    value = check_number(name, value, 0.0)
+    if value == 0.0 or math.isinf(value):
+        raise ValueError(
+            f"Argument `{name}` must be a positive finite number. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
+ALIASES = {
+    "normal": Normal,
+    "laplace": Laplace,
+    "scale_mixture_normal": ScaleMixtureNormal,
+}
+_CLASSES = {cls.__name__: cls for cls in (Normal, Laplace, ScaleMixtureNormal, TFPPrior)}
+
+
+def serialize(prior):
+    """The config of a prior (`None` for no prior)."""
+    if prior is None:
+        return None
+    return keras.saving.serialize_keras_object(prior)
+
+
+def get(identifier):
+    """Retrieves a prior from an object, an alias, a config or a TFP object.
+
+    Args:
+        identifier: `None` (no prior), a `Prior`, a string alias
+            (`"normal"`, `"laplace"`, `"scale_mixture_normal"`: the prior
+            with its default parameters), a config dict from `serialize`,
+            or (TensorFlow backend) a scalar `tfp.distributions` object.
+
+    Returns:
+        A `Prior`, or `None`.
+
+    Raises:
+        ValueError: for an unknown alias, a malformed config, or a TFP
+            distribution on another backend than TensorFlow.
+        TypeError: for anything else.
+    """
+    if identifier is None or isinstance(identifier, Prior):
+        return identifier
+    if isinstance(identifier, str):
+        cls = ALIASES.get(identifier) or _CLASSES.get(identifier)
+        if cls is None or cls is TFPPrior:
+            raise ValueError(
+                f"Unknown prior. Expected one of {sorted(ALIASES)}, a "
+                "`noisylayers.priors.Prior`, or (TensorFlow backend) a "
+                f"`tfp.distributions` object. Received: prior={identifier!r}"
+            )
+        return cls()
+    if isinstance(identifier, dict):
+        try:
+            prior = keras.saving.deserialize_keras_object(
+                identifier, module_objects=_CLASSES, printable_module_name="prior"
+            )
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(
+                f"Could not build a prior from the config. "
+                f"Received: prior={identifier!r} ({e})"
+            ) from e
+        if not isinstance(prior, Prior):
+            raise ValueError(
+                f"The config does not describe a prior. Received: prior={identifier!r}"
+            )
+        return prior
+    if type(identifier).__module__.startswith("tensorflow_probability"):
+        return TFPPrior(identifier)
+    raise TypeError(
+        "Argument `prior` must be None, a `noisylayers.priors.Prior`, a "
+        f"string alias ({sorted(ALIASES)}), a config dict or (TensorFlow "
+        "backend) a `tfp.distributions` object. "
+        f"Received: prior={identifier!r} (of type {type(identifier).__name__})"
+    )
+
+
+# -- TFP adapter (imported lazily, TensorFlow backend only) ---------------------
+
+
+def _tfp():
+    import tensorflow_probability as tfp
+
+    return tfp
+
+
+def _require_tensorflow(distribution):
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ValueError(
+            "A tensorflow-probability distribution as `prior` works on the "
+            f"TensorFlow backend only (this is the {backend} backend: TFP's "
+            "JAX substrate does not import with current JAX). Use "
+            "`noisylayers.priors.Normal`, `Laplace` or `ScaleMixtureNormal`, "
+            f"which run on every backend. Received: prior={distribution!r}"
+        )
+
+
+def _tfp_config(distribution):
+    """A JSON-able description of a TFP distribution: class and parameters."""
+    import numpy as np
+
+    tfd = _tfp().distributions
+    params = {}
+    for name, value in distribution.parameters.items():
+        if name in ("validate_args", "allow_nan_stats", "name") or value is None:
+            continue
+        if isinstance(value, tfd.Distribution):
+            params[name] = _tfp_config(value)
+        elif isinstance(value, (bool, int, float, str)):
+            params[name] = value
+        else:
+            params[name] = {"tensor": np.asarray(value).tolist()}
+    return {"class_name": type(distribution).__name__, "parameters": params}
+
+
+def _tfp_from_config(config):
+    import numpy as np
+
+    tfd = _tfp().distributions
+    try:
+        cls = getattr(tfd, config["class_name"])
+        params = {}
+        for name, value in config["parameters"].items():
+            if isinstance(value, dict) and "class_name" in value:
+                value = _tfp_from_config(value)
+            elif isinstance(value, dict) and "tensor" in value:
+                value = np.asarray(value["tensor"], dtype="float32")
+            params[name] = value
+        return cls(**params)
+    except (AttributeError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"Could not rebuild the TFP prior from its config. "
+            f"Received: {config!r} ({e})"
+        ) from e
