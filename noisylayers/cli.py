@@ -97,6 +97,7 @@ def parse_noise(text):
     Raises:
         ValueError: for an unknown kind or an invalid value.
     """
+    noise_module.get(text.partition(":")[0].strip())  # an unknown kind
     try:
         return noise_module.parse(text)
     except (TypeError, ValueError) as e:
