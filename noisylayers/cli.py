@@ -18,6 +18,7 @@ import keras
 
 import noisylayers
 from noisylayers import noise as noise_module
+from noisylayers.noise.base import ESTIMATORS
 from noisylayers.ablation import merge
 from noisylayers.ablation import sensitivity_ablation
 from noisylayers.ablation import training_ablation
@@ -34,6 +35,7 @@ DEFAULTS = {
     "scales": None,
     "samples": None,
     "batch_size": 32,
+    "estimator": None,
 }
 SENSITIVITY_DRAWS = 5
 
@@ -178,6 +180,16 @@ def _parser():
         ),
     )
     ablate.add_argument(
+        "--estimator",
+        choices=list(ESTIMATORS),
+        help=(
+            "how the noisy layers sample in training: shared (one weight "
+            "sample per batch), flipout or local_reparameterization (per "
+            "example; see the README). Default: the noise kind's default "
+            "(shared; local_reparameterization for variational_dropout)"
+        ),
+    )
+    ablate.add_argument(
         "--scales",
         type=_scales,
         nargs="+",
@@ -296,6 +308,7 @@ def _saved_settings(spec):
         "scales": spec["scales"],
         "samples": meta.get("samples"),
         "batch_size": spec["batch_size"],
+        "estimator": meta.get("estimator"),
     }
 
 
@@ -365,7 +378,20 @@ def _ablate(args):
     settings = _settings(args)
     task = TASKS[settings["model"]]
     noise = parse_noise(settings["noise"])
+    try:
+        task.build(noise=noise, estimator=settings["estimator"])
+    except ValueError as e:
+        raise ValueError(
+            f"--model {task.name} --noise {settings['noise']} --estimator "
+            f"{settings['estimator']}: {e}"
+        ) from None
     data = task.data(samples=settings["samples"])
+    (x_train, _), (x_val, _) = data
+    if len(x_train) < 2 or len(x_val) < 1:
+        raise ValueError(
+            f"--samples {settings['samples']} leaves {len(x_train)} training "
+            f"and {len(x_val)} validation examples: use at least 10."
+        )
     resuming = os.path.isfile(os.path.join(out, "ablation.json"))
     print(
         f"{'Resuming the ablation' if resuming else 'Ablation'} of "
@@ -386,7 +412,7 @@ def _ablate(args):
 
 def _train_and_report(out, task, noise, settings, data, args):
     result = training_ablation(
-        functools.partial(task.build, noise=noise),
+        functools.partial(task.build, noise=noise, estimator=settings["estimator"]),
         data,
         epochs=settings["epochs"],
         seeds=list(range(settings["seeds"])),
@@ -399,6 +425,7 @@ def _train_and_report(out, task, noise, settings, data, args):
             "model": task.name,
             "noise": settings["noise"],
             "samples": settings["samples"],
+            "estimator": settings["estimator"],
         },
         progress=not args.no_progress,
     )
@@ -432,6 +459,25 @@ def _merge(args):
     return _report(args.out, result, data, args)
 
 
+def _print_noise_stats(out, result):
+    """Per-layer noise figures (sparsity, learned sigma) of the all-noise model."""
+    run = next(
+        (
+            r
+            for r in result.records
+            if r["configuration"] == "all"
+            and r["seed"] == result.spec["seeds"][0]
+            and r.get("model")
+        ),
+        None,
+    )
+    if run is None:
+        return
+    model = keras.models.load_model(os.path.join(out, run["model"]))
+    print(f"\nNoise in the model trained with noise everywhere ({run['id']}):")
+    print(noisylayers.noise_stats(model))
+
+
 def _report(out, result, data, args):
     """Writes the training tables, runs and writes the sensitivity ablation."""
     print()
@@ -447,6 +493,7 @@ def _report(out, result, data, args):
             f"{out} has no saved baseline model for the sensitivity "
             "ablation: it was written without `save_models=True`."
         )
+    _print_noise_stats(out, result)
     model = keras.models.load_model(os.path.join(out, baseline["model"]))
     scales = _flatten(args.sensitivity_scales) or list(DEFAULT_SCALES)
     sensitivity = sensitivity_ablation(

@@ -7,7 +7,7 @@
   noisy sine wave.
 
 Every layer with weights is wrapped in `noisylayers.WeightNoise`, with the
-same noise kind, and has a name, so that the ablation tables are readable.
+same noise kind and estimator, and has a name, so that the ablation tables are readable.
 The models have no Dropout or BatchNormalization.
 """
 
@@ -92,13 +92,15 @@ def _compile(model, learning_rate):
     return model
 
 
-def cnn(noise="gaussian", learning_rate=3e-3):
+def cnn(noise="gaussian", learning_rate=3e-3, estimator=None):
     """A small CNN for 8x8 images, 10 classes: conv1, conv2, dense, output.
 
     Args:
         noise: The noise kind of every `WeightNoise` layer (see
             `noisylayers.noise.get`).
         learning_rate: Adam's learning rate.
+        estimator: The estimator of every noisy layer (see
+            `noisylayers.WeightNoise`); `None` for the kind's default.
 
     Returns:
         A compiled `keras.Model`.
@@ -111,21 +113,25 @@ def cnn(noise="gaussian", learning_rate=3e-3):
                 WeightNoise(
                     layers.Conv2D(16, 3, padding="same", activation="relu"),
                     noise=noise,
+                    estimator=estimator,
                     name="conv1",
                 ),
                 WeightNoise(
                     layers.Conv2D(32, 3, padding="same", activation="relu"),
                     noise=noise,
+                    estimator=estimator,
                     name="conv2",
                 ),
                 layers.MaxPooling2D(2),
                 layers.Flatten(),
                 WeightNoise(
-                    layers.Dense(64, activation="relu"), noise=noise, name="dense"
+                    layers.Dense(64, activation="relu"), noise=noise,
+                    estimator=estimator, name="dense"
                 ),
                 WeightNoise(
                     layers.Dense(10, activation="softmax"),
                     noise=noise,
+                    estimator=estimator,
                     name="output",
                 ),
             ],
@@ -135,12 +141,14 @@ def cnn(noise="gaussian", learning_rate=3e-3):
     )
 
 
-def mlp(noise="gaussian", learning_rate=3e-3):
+def mlp(noise="gaussian", learning_rate=3e-3, estimator=None):
     """An MLP for 64 inputs, 10 classes: hidden1, hidden2, output.
 
     Args:
         noise: The noise kind of every `WeightNoise` layer.
         learning_rate: Adam's learning rate.
+        estimator: The estimator of every noisy layer (see
+            `noisylayers.WeightNoise`); `None` for the kind's default.
 
     Returns:
         A compiled `keras.Model`.
@@ -151,13 +159,16 @@ def mlp(noise="gaussian", learning_rate=3e-3):
             [
                 keras.Input((64,)),
                 WeightNoise(
-                    dense(128, activation="relu"), noise=noise, name="hidden1"
+                    dense(128, activation="relu"), noise=noise,
+                    estimator=estimator, name="hidden1"
                 ),
                 WeightNoise(
-                    dense(64, activation="relu"), noise=noise, name="hidden2"
+                    dense(64, activation="relu"), noise=noise,
+                    estimator=estimator, name="hidden2"
                 ),
                 WeightNoise(
-                    dense(10, activation="softmax"), noise=noise, name="output"
+                    dense(10, activation="softmax"), noise=noise,
+                    estimator=estimator, name="output"
                 ),
             ],
             name="mlp",
@@ -166,7 +177,9 @@ def mlp(noise="gaussian", learning_rate=3e-3):
     )
 
 
-def lstm(noise="gaussian", length=24, classes=4, learning_rate=1e-2):
+def lstm(
+    noise="gaussian", length=24, classes=4, learning_rate=1e-2, estimator=None
+):
     """An LSTM sequence classifier: lstm, dense, output.
 
     Args:
@@ -175,6 +188,8 @@ def lstm(noise="gaussian", length=24, classes=4, learning_rate=1e-2):
         length: Number of time steps of the inputs.
         classes: Number of classes.
         learning_rate: Adam's learning rate.
+        estimator: The estimator of every noisy layer (see
+            `noisylayers.WeightNoise`); `None` for the kind's default.
 
     Returns:
         A compiled `keras.Model`.
@@ -184,13 +199,16 @@ def lstm(noise="gaussian", length=24, classes=4, learning_rate=1e-2):
         keras.Sequential(
             [
                 keras.Input((length, 1)),
-                WeightNoise(layers.LSTM(32), noise=noise, name="lstm"),
+                WeightNoise(layers.LSTM(32), noise=noise,
+                    estimator=estimator, name="lstm"),
                 WeightNoise(
-                    layers.Dense(32, activation="relu"), noise=noise, name="dense"
+                    layers.Dense(32, activation="relu"), noise=noise,
+                    estimator=estimator, name="dense"
                 ),
                 WeightNoise(
                     layers.Dense(classes, activation="softmax"),
                     noise=noise,
+                    estimator=estimator,
                     name="output",
                 ),
             ],
@@ -207,7 +225,8 @@ class Task:
     Attributes:
         name: The `--model` name.
         description: One line for `--help` and the report.
-        build: Function `build(noise)` returning a new compiled model.
+        build: Function `build(noise, estimator=None)` returning a new
+            compiled model.
         data: Function `data(samples=None)` returning
             `((x_train, y_train), (x_val, y_val))`.
     """
