@@ -425,7 +425,7 @@ def _train_and_report(out, task, noise, settings, data, args):
             "model": task.name,
             "noise": settings["noise"],
             "samples": settings["samples"],
-            "estimator": settings["estimator"],
+            **({"estimator": settings["estimator"]} if settings["estimator"] else {}),
         },
         progress=not args.no_progress,
     )

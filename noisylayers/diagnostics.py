@@ -79,7 +79,9 @@ def noise_stats(model, layers=None):
             )
         for variable, state in zip(layer.target_variables, layer._noise_states):
             value = _keras_private.read_value(variable)
-            stddev = _number(keras.ops.mean(layer.noise.stddev(value, state)))
+            stddev = _number(
+                keras.ops.mean(layer.noise.perturbation_stddev(value, state))
+            )
             mean_abs = _number(keras.ops.mean(keras.ops.abs(value)))
             kl = None
             if layer.noise.has_kl:

@@ -154,7 +154,7 @@ class Factorized(Noise):
     def perturbation(self, value, seed, state):
         return self.perturbations([value], seed, [state])[0]
 
-    def stddev(self, value, state=None):
+    def perturbation_stddev(self, value, state=None):
         # E[f(a)^2 f(b)^2] = E|a| E|b| = 2 / pi for standard normals a, b.
         return ops.abs(state["sigma"].value) * math.sqrt(2.0 / math.pi)
 

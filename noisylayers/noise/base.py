@@ -122,12 +122,12 @@ class Noise:
         """
         return None
 
-    def stddev(self, value, state=None):
+    def perturbation_stddev(self, value, state=None):
         """The standard deviation of each weight's perturbation (a tensor)."""
         variance = self.variance(value, state)
         if variance is None:
             raise NotImplementedError(
-                f"{self.__class__.__name__} must implement `stddev()`."
+                f"{self.__class__.__name__} must implement `perturbation_stddev()`."
             )
         return keras.ops.sqrt(keras.ops.convert_to_tensor(variance))
 

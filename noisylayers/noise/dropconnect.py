@@ -38,7 +38,7 @@ class DropConnect(Noise):
         keep = keras.ops.cast(uniform >= self.rate, dtype)
         return value * (keep / (1.0 - self.rate) - 1.0)
 
-    def stddev(self, value, state=None):
+    def perturbation_stddev(self, value, state=None):
         return keras.ops.abs(value) * (self.rate / (1.0 - self.rate)) ** 0.5
 
     def get_config(self):

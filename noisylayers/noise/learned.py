@@ -175,7 +175,7 @@ class LearnedGaussian(Noise):
     def variance(self, value, state=None):
         return ops.square(self.sigma(state))
 
-    def stddev(self, value, state=None):
+    def perturbation_stddev(self, value, state=None):
         return self.sigma(state)
 
     def prior_for(self, value, sigma):
