@@ -328,8 +328,13 @@ def _tfp_config(distribution):
             params[name] = _tfp_config(value)
         elif isinstance(value, (bool, int, float, str)):
             params[name] = value
+        elif hasattr(value, "as_numpy_dtype"):  # a tf.DType
+            params[name] = {"dtype": value.name}
         else:
-            params[name] = {"tensor": np.asarray(value).tolist()}
+            array = np.asarray(value)
+            if array.dtype == np.float64:  # Python floats: TFP makes float32
+                array = array.astype("float32")
+            params[name] = {"tensor": array.tolist(), "dtype": array.dtype.name}
     return {"class_name": type(distribution).__name__, "parameters": params}
 
 
@@ -344,7 +349,11 @@ def _tfp_from_config(config):
             if isinstance(value, dict) and "class_name" in value:
                 value = _tfp_from_config(value)
             elif isinstance(value, dict) and "tensor" in value:
-                value = np.asarray(value["tensor"], dtype="float32")
+                value = np.asarray(value["tensor"], dtype=value["dtype"])
+            elif isinstance(value, dict) and "dtype" in value:
+                import tensorflow as tf
+
+                value = tf.as_dtype(value["dtype"])
             params[name] = value
         return cls(**params)
     except (AttributeError, KeyError, TypeError) as e:
