@@ -12,6 +12,8 @@ from noisylayers.layers import WeightNoise
 from noisylayers import priors
 from noisylayers.diagnostics import mc_predict
 from noisylayers.diagnostics import noise_stats
+from noisylayers.convert import unwrap
+from noisylayers.convert import wrap
 from noisylayers.control import noise_layers
 from noisylayers.control import noise_scope
 from noisylayers.control import set_noise
@@ -33,6 +35,8 @@ __all__ = [
     "priors",
     "mc_predict",
     "noise_stats",
+    "wrap",
+    "unwrap",
     "noise_layers",
     "set_noise",
     "noise_scope",

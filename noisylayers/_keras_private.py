@@ -116,3 +116,14 @@ def override_call(layer, call):
         yield
     finally:
         del layer.call
+
+
+def is_cloneable(model):
+    """Whether `keras.models.clone_model` can rebuild `model` layer by layer.
+
+    Only Sequential and functional models can be cloned with a
+    `clone_function`; Keras' `Functional` class is not public.
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (keras.Sequential, Functional))

@@ -63,7 +63,8 @@ def get(identifier):
         identifier: A `Noise` instance (returned as is), a string alias
             (`"gaussian"`, `"multiplicative_gaussian"`, `"dropconnect"`,
             or a class name such as `"Gaussian"`) giving the kind with its
-            default parameters, or a config dict as produced by `serialize`
+            default parameters, a spec with parameters (`"gaussian:0.1"`,
+            see `parse`), or a config dict as produced by `serialize`
             (`{"class_name": "Gaussian", "config": {"stddev": 0.1}}`).
 
     Returns:
@@ -75,6 +76,8 @@ def get(identifier):
     """
     if isinstance(identifier, Noise):
         return identifier
+    if isinstance(identifier, str) and ":" in identifier:
+        return parse(identifier)
     if isinstance(identifier, str):
         cls = ALIASES.get(identifier) or _CLASSES.get(identifier)
         if cls is None or cls is Noise:
