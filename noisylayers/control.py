@@ -87,6 +87,24 @@ def noise_layers(model, layers=None):
 
 
 def _select(model, found, layers):
+    return select_layers(model, found, layers, "noisy layer")
+
+
+def select_layers(model, candidates, layers, what="layer"):
+    """The `candidates` that `layers` selects, in `candidates`' order.
+
+    Args:
+        model: The model (for messages).
+        candidates: The layers that can be selected.
+        layers: A layer name, glob pattern (`fnmatch`) or layer object, or
+            a non-empty list of these.
+        what: What the candidates are, for messages (`"noisy layer"`).
+
+    Raises:
+        TypeError: for a malformed `layers`.
+        ValueError: for a name or pattern matching no candidate, or a layer
+            object that is not a candidate.
+    """
     if isinstance(layers, (str, keras.layers.Layer)):
         layers = [layers]
     if not isinstance(layers, (list, tuple)) or not layers:
@@ -95,30 +113,32 @@ def _select(model, found, layers):
             "layer, or a non-empty list of these. "
             f"Received: layers={layers!r}"
         )
-    known = [layer.name for layer in found]
+    known = [layer.name for layer in candidates]
     selected = set()
     for item in layers:
         if isinstance(item, keras.layers.Layer):
-            if not any(item is layer for layer in found):
-                what = (
-                    "is not a noisy layer"
-                    if not _is_noise_layer(item)
+            if not any(item is layer for layer in candidates):
+                reason = (
+                    f"is not a {what}"
+                    if what == "noisy layer" and not _is_noise_layer(item)
                     else f"is not in model '{model.name}'"
                 )
                 raise ValueError(
                     f"Layer '{item.name}' (of type {type(item).__name__}) "
-                    f"{what}. The noisy layers of '{model.name}' are "
+                    f"{reason}. The {what}s of '{model.name}' are "
                     f"{known}. Received: layers={_names(layers)}"
                 )
             selected.add(id(item))
         elif isinstance(item, str):
             matches = [
-                layer for layer in found if fnmatch.fnmatchcase(layer.name, item)
+                layer
+                for layer in candidates
+                if fnmatch.fnmatchcase(layer.name, item)
             ]
             if not matches:
                 raise ValueError(
-                    f"No noisy layer of model '{model.name}' is named "
-                    f"{item!r}. Its noisy layers are {known}. "
+                    f"No {what} of model '{model.name}' is named "
+                    f"{item!r}. Its {what}s are {known}. "
                     f"Received: layers={_names(layers)}"
                 )
             selected.update(id(layer) for layer in matches)
@@ -128,7 +148,26 @@ def _select(model, found, layers):
                 f"layers. Received: {item!r} (of type {type(item).__name__}) "
                 f"in layers={_names(layers)}"
             )
-    return [layer for layer in found if id(layer) in selected]
+    return [layer for layer in candidates if id(layer) in selected]
+
+
+def leaf_layers(model):
+    """Every layer of `model` that is not itself a model, nested ones'
+    included, in model order; a layer used twice is listed once."""
+    found, seen = [], set()
+
+    def walk(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, keras.Model):
+            for child in layer.layers:
+                walk(child)
+        else:
+            found.append(layer)
+
+    walk(model)
+    return found
 
 
 def _names(layers):

@@ -1,11 +1,11 @@
 """`wrap` and `unwrap`: put noise into a model you have, take it out again."""
 
-import fnmatch
 import inspect
 
 import keras
 
 from noisylayers import _keras_private
+from noisylayers import control
 from noisylayers._validation import check_seed
 from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
@@ -31,24 +31,6 @@ def _check_model(model, what):
         )
 
 
-def _all_layers(model):
-    """Every layer of `model`, nested models' layers included (not models)."""
-    found, seen = [], set()
-
-    def walk(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        if isinstance(layer, keras.Model):
-            for child in layer.layers:
-                walk(child)
-        else:
-            found.append(layer)
-
-    walk(model)
-    return found
-
-
 def _perturbable(layer):
     return any(
         _matches(v, t) for v in layer.weights for t in DEFAULT_TARGETS
@@ -56,45 +38,16 @@ def _perturbable(layer):
 
 
 def _select(model, layers):
-    candidates = _all_layers(model)
+    candidates = control.leaf_layers(model)
     if layers is None:
-        return {
-            id(layer)
+        chosen = [
+            layer
             for layer in candidates
             if not isinstance(layer, NoisyLayer) and _perturbable(layer)
-        }
-    if isinstance(layers, (str, keras.layers.Layer)):
-        layers = [layers]
-    if not isinstance(layers, (list, tuple)) or not layers:
-        raise TypeError(
-            "Argument `layers` must be None, a layer name, glob pattern or "
-            f"layer, or a non-empty list of these. Received: layers={layers!r}"
-        )
-    selected = set()
-    names = [layer.name for layer in candidates]
-    for item in layers:
-        if isinstance(item, keras.layers.Layer):
-            if not any(item is layer for layer in candidates):
-                raise ValueError(
-                    f"Layer '{item.name}' is not a layer of model "
-                    f"'{model.name}'. Its layers are {names}. "
-                    f"Received: layers={layers!r}"
-                )
-            selected.add(id(item))
-        elif isinstance(item, str):
-            matches = [l for l in candidates if fnmatch.fnmatchcase(l.name, item)]
-            if not matches:
-                raise ValueError(
-                    f"No layer of model '{model.name}' is named {item!r}. "
-                    f"Its layers are {names}. Received: layers={layers!r}"
-                )
-            selected.update(id(layer) for layer in matches)
-        else:
-            raise TypeError(
-                "Argument `layers` must hold layer names, glob patterns or "
-                f"layers. Received: {item!r} (of type {type(item).__name__})"
-            )
-    return selected
+        ]
+    else:
+        chosen = control.select_layers(model, candidates, layers)
+    return {id(layer) for layer in chosen}
 
 
 def _clone_layer(layer):
@@ -170,7 +123,7 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     _check_model(model, "wrap")
     seed = check_seed(seed)
     selected = _select(model, layers)
-    order = [layer for layer in _all_layers(model) if id(layer) in selected]
+    order = [layer for layer in control.leaf_layers(model) if id(layer) in selected]
     seeds = {
         id(layer): None if seed is None else seed + i for i, layer in enumerate(order)
     }

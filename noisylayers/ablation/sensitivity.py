@@ -5,7 +5,13 @@ import functools
 import keras
 from tqdm.auto import tqdm
 
+from noisylayers import _keras_private
 from noisylayers import control
+from noisylayers import noise as noise_module
+from noisylayers.layers.base import DEFAULT_TARGETS
+from noisylayers.layers.base import NoisyLayer
+from noisylayers.layers.base import _matches
+from noisylayers.noise.base import Noise
 from noisylayers._validation import check_list
 from noisylayers._validation import check_number
 from noisylayers._validation import check_positive_int
@@ -25,14 +31,22 @@ def sensitivity_ablation(
     seed=0,
     metadata=None,
     progress=True,
+    noise=None,
 ):
     """Evaluates a trained model with noise in one layer at a time.
 
-    For each selected noisy layer and each scale, draws the layer's weight
-    noise `draws` times, as the layer would in training with its `scale` set
-    to that scale (`noisy = clean + scale * perturbation` for each of its
-    target weights), and evaluates the model with `model.evaluate` on
-    `data`. One draw is one perturbed copy of the weights for the whole
+    For each selected layer and each scale, draws weight noise `draws`
+    times (`noisy = clean + scale * perturbation` for each perturbed
+    weight), and evaluates the model with `model.evaluate` on `data`.
+
+    - `noise=None`: each selected *noisy* layer is perturbed with its own
+      kind, as it would be in training with its `scale` set to that scale.
+    - `noise` given (a kind, an alias or a `"kind:value"` spec, e.g.
+      `RelativeGaussian(0.05, per="channel")`): works on any model, also
+      one without noisy layers. Each selected layer's kernels, biases,
+      recurrent kernels and embeddings are perturbed with that kind; the
+      default selection is every layer with a kernel.
+ One draw is one perturbed copy of the weights for the whole
     evaluation. The other layers keep their clean weights, and the model
     runs in inference mode (Dropout off, BatchNormalization with its moving
     statistics): only the weights change.
@@ -42,20 +56,22 @@ def sensitivity_ablation(
     interruption. The layers' `enabled` and `scale` settings play no part.
 
     Args:
-        model: A compiled, built `keras.Model` with noisy layers
-            (`noisylayers.WeightNoise`), e.g. a trained one.
+        model: A compiled, built `keras.Model`, e.g. a trained one: with
+            noisy layers, or any model when `noise` is given.
         data: `(x, y)`, the evaluation data (anything `evaluate` takes).
         scales: Distinct non-negative numbers: the noise scales to try,
             as multiples of each layer's noise.
         draws: Positive integer, the number of noise draws per layer and
             scale.
-        layers: Which noisy layers to perturb, as in
-            `noisylayers.set_noise`: `None` for all of them, or names, glob
+        layers: Which layers to perturb: `None` for all the noisy layers
+            (or, with `noise`, every layer with a kernel), or names, glob
             patterns or layer objects.
         batch_size: Positive integer, for `evaluate`.
         seed: Non-negative integer seeding the noise draws.
         metadata: Optional JSON-compatible dict kept in the result's spec.
         progress: Whether to show a progress bar.
+        noise: Optional noise kind for every selected layer (a kind without
+            learned variables), instead of each noisy layer's own.
 
     Returns:
         A `SensitivityAblationResult`: the metrics per layer and scale (mean
@@ -63,7 +79,8 @@ def sensitivity_ablation(
 
     Raises:
         ValueError: for invalid arguments, an uncompiled or unbuilt model,
-            or a model without (selected) noisy layers.
+            a model without noisy layers and no `noise`, a learned kind as
+            `noise`, or a selection that matches no layer.
         TypeError: for arguments of the wrong type.
 
     Example:
@@ -98,23 +115,12 @@ def sensitivity_ablation(
     draws = check_positive_int("draws", draws)
     batch_size = check_positive_int("batch_size", batch_size)
     seed = check_seed(seed)
-    selected = control.noise_layers(model, layers)
-    if not selected:
-        raise ValueError(
-            f"Model '{model.name}' has no noisy layers (`noisylayers."
-            "WeightNoise`): there is nothing to perturb."
-        )
-    names = [layer.name for layer in selected]
+    perturbed = _perturbed_layers(model, layers, noise)
+    names = [name for name, _, _ in perturbed]
     if len(set(names)) != len(names):
         raise ValueError(
-            f"The noisy layers of model '{model.name}' must have distinct "
+            f"The selected layers of model '{model.name}' must have distinct "
             f"names: the result refers to them by name. Received: {names}"
-        )
-    unbuilt = [layer.name for layer in selected if not layer.target_variables]
-    if unbuilt:
-        raise ValueError(
-            f"The noisy layers {unbuilt} of model '{model.name}' are not "
-            "built: train or call the model first."
         )
 
     def evaluate():
@@ -129,34 +135,31 @@ def sensitivity_ablation(
         "scales": scales,
         "draws": draws,
         "seed": seed,
-        "noise": {layer.name: repr(layer.noise) for layer in selected},
+        "noise": {name: repr(kind) for name, kind, _ in perturbed},
         "clean": evaluate(),
         "metadata": metadata or {},
     }
     generator = keras.random.SeedGenerator(seed)
     records = []
     with tqdm(
-        total=len(selected) * len(scales),
+        total=len(perturbed) * len(scales),
         desc="Sensitivity ablation",
         unit="scale",
         disable=not progress,
     ) as bar:
-        for layer in selected:
-            variables = layer.target_variables
+        for name, kind, (variables, sample) in perturbed:
             clean = [keras.ops.copy(v.value) for v in variables]
             try:
                 for scale in scales:
-                    bar.set_postfix_str(f"{layer.name} x{scale:g}")
+                    bar.set_postfix_str(f"{name} x{scale:g}")
                     for draw in range(draws):
                         for variable, value in zip(variables, clean):
                             variable.assign(value)
-                        for variable, value in layer.noisy_weights(
-                            generator, scale
-                        ):
+                        for variable, value in sample(generator, scale):
                             variable.assign(value)
                         records.append(
                             {
-                                "layer": layer.name,
+                                "layer": name,
                                 "scale": scale,
                                 "draw": draw,
                                 "metrics": evaluate(),
@@ -167,3 +170,79 @@ def sensitivity_ablation(
                 for variable, value in zip(variables, clean):
                     variable.assign(value)
     return SensitivityAblationResult(spec, records)
+
+
+def _perturbed_layers(model, layers, noise):
+    """`[(name, kind, (variables, sample))]` for each layer to perturb.
+
+    `sample(generator, scale)` returns `(variable, noisy value)` pairs.
+    """
+    if noise is None:
+        selected = control.noise_layers(model, layers)
+        if not selected:
+            raise ValueError(
+                f"Model '{model.name}' has no noisy layers (`noisylayers."
+                "WeightNoise`, `NoisyDense`, ...): there is nothing to "
+                "perturb. Pass `noise=` (e.g. noise='gaussian:0.05') to "
+                "perturb the weights of a plain model."
+            )
+        unbuilt = [layer.name for layer in selected if not layer.target_variables]
+        if unbuilt:
+            raise ValueError(
+                f"The noisy layers {unbuilt} of model '{model.name}' are not "
+                "built: train or call the model first."
+            )
+        return [
+            (layer.name, layer.noise, (layer.target_variables, layer.noisy_weights))
+            for layer in selected
+        ]
+    kind = noise_module.get(noise)
+    if type(kind).build is not Noise.build:
+        raise ValueError(
+            f"Argument `noise` must be a kind without learned variables to "
+            f"perturb a trained model's weights. Received: noise={kind!r}"
+        )
+    result = []
+    for layer in _select_layers(model, layers):
+        if isinstance(layer, NoisyLayer):
+            variables = layer.target_variables
+        else:
+            variables = [
+                v
+                for v in layer.weights
+                if any(_matches(v, t) for t in DEFAULT_TARGETS)
+                and keras.backend.is_float_dtype(v.dtype)
+            ]
+        if not variables:
+            raise ValueError(
+                f"Layer '{layer.name}' has no weight to perturb (kernels, "
+                f"biases, recurrent kernels, embeddings). Received: "
+                f"layers={layers!r}"
+            )
+        result.append((layer.name, kind, (variables, _sampler(kind, variables))))
+    return result
+
+
+def _sampler(kind, variables):
+    def sample(generator, scale):
+        return [
+            (v, kind(_keras_private.read_value(v), generator, scale))
+            for v in variables
+        ]
+
+    return sample
+
+
+def _select_layers(model, layers):
+    candidates = control.leaf_layers(model)
+    if layers is not None:
+        return control.select_layers(model, candidates, layers)
+    selected = [
+        layer for layer in candidates if any(_matches(v, "kernel") for v in layer.weights)
+    ]
+    if not selected:
+        raise ValueError(
+            f"Model '{model.name}' has no layer with a kernel to perturb. "
+            "Name the layers with `layers=`."
+        )
+    return selected

@@ -12,6 +12,10 @@ or a config dict; `get`, `serialize` and `deserialize` convert between them.
 | `"adaptive_gaussian"`       | `AdaptiveGaussian`       | same, Graves' optimal prior |
 | `"factorized"`              | `Factorized(0.5)`        | `w + sigma * f(e_i) f(e_j)` |
 | `"variational_dropout"`     | `VariationalDropout`     | `w + sqrt(alpha) w eps`     |
+| `"relative_gaussian"`       | `RelativeGaussian(0.02)` | `w + s max|w| eps`          |
+| `"polynomial_gaussian"`     | `PolynomialGaussian`     | PCM programming noise       |
+| `"quantize"`                | `Quantize(8)`            | `w` rounded, straight-through|
+| `"stuck_at"`                | `StuckAt(0.01)`          | some `w` stuck at 0 or max  |
 
 `parse("gaussian:0.1")` reads the command line's `KIND[:VALUE | :NAME=VALUE,...]`.
 """
@@ -27,6 +31,10 @@ from noisylayers.noise.base import Noise
 from noisylayers.noise.dropconnect import DropConnect
 from noisylayers.noise.gaussian import Gaussian
 from noisylayers.noise.gaussian import MultiplicativeGaussian
+from noisylayers.noise.hardware import PolynomialGaussian
+from noisylayers.noise.hardware import Quantize
+from noisylayers.noise.hardware import RelativeGaussian
+from noisylayers.noise.hardware import StuckAt
 from noisylayers.noise.learned import LearnedGaussian
 
 ALIASES = {
@@ -37,6 +45,10 @@ ALIASES = {
     "adaptive_gaussian": AdaptiveGaussian,
     "factorized": Factorized,
     "variational_dropout": VariationalDropout,
+    "relative_gaussian": RelativeGaussian,
+    "polynomial_gaussian": PolynomialGaussian,
+    "quantize": Quantize,
+    "stuck_at": StuckAt,
 }
 _CLASSES = {cls.__name__: cls for cls in (Noise, *ALIASES.values())}
 
@@ -210,6 +222,10 @@ __all__ = [
     "AdaptiveGaussian",
     "Factorized",
     "VariationalDropout",
+    "RelativeGaussian",
+    "PolynomialGaussian",
+    "Quantize",
+    "StuckAt",
     "parse",
     "to_spec",
     "get",
