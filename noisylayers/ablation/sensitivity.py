@@ -183,8 +183,8 @@ def _perturbed_layers(model, layers, noise):
             raise ValueError(
                 f"Model '{model.name}' has no noisy layers (`noisylayers."
                 "WeightNoise`, `NoisyDense`, ...): there is nothing to "
-                "perturb. Pass `noise=` (e.g. noise='gaussian:0.05') to "
-                "perturb the weights of a plain model."
+                "perturb. Pass `noise=` (e.g. noise='gaussian:0.05'; `--noise` "
+                "on the command line) to perturb the weights of a plain model."
             )
         unbuilt = [layer.name for layer in selected if not layer.target_variables]
         if unbuilt:
