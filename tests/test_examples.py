@@ -29,3 +29,29 @@ def test_quickstart_rejects_bad_epochs():
     assert result.returncode == 2
     assert "Received: 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _run_example(name, *args):
+    return subprocess.run(
+        [sys.executable, f"examples/{name}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_bayesian_regression_example_writes_its_plot(tmp_path):
+    result = _run_example("bayesian_regression.py", "--epochs", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mean predictive std inside the data" in result.stdout
+    assert os.path.getsize(tmp_path / "bayesian_regression.png") > 10_000
+
+
+def test_hardware_aware_example_writes_its_plot(tmp_path):
+    result = _run_example(
+        "hardware_aware.py", "--epochs", "1", "--draws", "1", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "noise-aware training" in result.stdout
+    assert os.path.getsize(tmp_path / "hardware_aware.png") > 10_000
