@@ -103,6 +103,11 @@ def substitute(mapping, owner):
         owner.add_loss(loss)
 
 
+def own_variables(layer):
+    """The variables a layer saves itself, in `Layer.save_own_variables` order."""
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
 def sublayers(layer):
     """`layer` and all the layers it contains, depth first."""
     return list(layer._flatten_layers(include_self=True, recursive=True))

@@ -8,6 +8,7 @@ from noisylayers import noise as noise_module
 from noisylayers._validation import check_number
 from noisylayers._validation import check_seed
 from noisylayers.layers import estimators as estimators_module
+from noisylayers.noise import sampling
 from noisylayers.noise.base import ESTIMATORS
 
 DEFAULT_TARGETS = (
@@ -81,6 +82,7 @@ class NoisyLayer:
             )
         self._target_variables = None
         self._noise_states = None
+        self._noise_table = None
         # Set by `noisylayers.mc_predict` around eager inference calls.
         self._sample_at_inference = False
 
@@ -139,7 +141,10 @@ class NoisyLayer:
 
     def _candidate_weights(self):
         """The weights of the perturbed layer (not the noise's own)."""
-        own = {id(v) for v in (self._enabled, self._scale, self._kl_weight)}
+        own = {
+            id(v)
+            for v in (self._enabled, self._scale, self._kl_weight, self._noise_table)
+        }
         own.update(id(v) for v in getattr(self, "_noise_variables", ()))
         return [v for v in self._perturbed().weights if id(v) not in own]
 
@@ -199,6 +204,17 @@ class NoisyLayer:
     def _build_noise(self):
         """Resolves the targets and builds the noise kind's variables."""
         self._target_variables = self._resolve_targets()
+        table = getattr(self.noise, "sampler", "exact") == "table"
+        if table and self._noise_table is None:
+            sizes = [int(np.prod(v.shape)) for v in self._target_variables]
+            self._noise_table = self.add_weight(
+                name="noise_table",
+                shape=(sampling.table_size(sizes),),
+                initializer=keras.initializers.RandomNormal(0.0, 1.0, seed=self.seed),
+                dtype="float32",
+                trainable=False,
+                autocast=False,
+            )
         before = {id(v) for v in self.weights}
         self._noise_states = [
             self.noise.build(self, v, _fan_in(self._perturbed(), v))
@@ -206,6 +222,38 @@ class NoisyLayer:
         ]
         self._noise_variables = [
             v for v in self.weights if id(v) not in before
+        ]
+
+    @property
+    def noise_table(self):
+        """The layer's table of normals (`sampler="table"`), else `None`.
+
+        A non-trainable variable that is not saved: it is regenerated from
+        the layer's `seed` when the layer builds.
+        """
+        return self._noise_table
+
+    def save_own_variables(self, store):
+        # Like `Layer.save_own_variables`, without the noise table.
+        for i, v in enumerate(self._saved_variables()):
+            store[str(i)] = v
+
+    def load_own_variables(self, store):
+        variables = self._saved_variables()
+        if len(store.keys()) != len(variables):
+            raise ValueError(
+                f"Layer '{self.name}' expected {len(variables)} variables, "
+                f"but received {len(store.keys())} variables during loading. "
+                f"Expected: {[v.name for v in variables]}"
+            )
+        for i, v in enumerate(variables):
+            v.assign(store[str(i)])
+
+    def _saved_variables(self):
+        return [
+            v
+            for v in _keras_private.own_variables(self)
+            if v is not self._noise_table
         ]
 
     @property
@@ -420,12 +468,6 @@ class NoisyVariant(NoisyLayer):
 
     def quantize(self, *args, **kwargs):
         self._refuse("quantization")
-
-    def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
-
-    def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
 
     def get_config(self):
         return {**super().get_config(), **self._noise_config()}

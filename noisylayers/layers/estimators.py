@@ -34,10 +34,11 @@ import keras
 from keras import ops
 
 from noisylayers import _keras_private
+from noisylayers.noise import sampling
 
 
 def _rademacher(shape, dtype, seed):
-    uniform = keras.random.uniform(shape, dtype="float32", seed=seed)
+    uniform = sampling.uniform(shape, dtype="float32", seed=seed)
     return ops.cast(ops.where(uniform < 0.5, -1.0, 1.0), dtype)
 
 
@@ -156,7 +157,7 @@ class _LinearFamily(_Family):
         if variance is not None:
             variance = ops.broadcast_to(variance, ops.shape(mean))
             std = ops.sqrt(ops.maximum(variance, 1e-16))
-            eps = keras.random.normal(ops.shape(mean), dtype=vdtype, seed=seed)
+            eps = sampling.normal(ops.shape(mean), dtype=vdtype, seed=seed)
             noise = ops.cast(scale, vdtype) * std * eps
             mean = mean + ops.cast(noise, dtype)
         return self._finish(layer, mean)

@@ -9,6 +9,7 @@ from keras import ops
 from noisylayers import priors as priors_module
 from noisylayers._keras_private import read_value
 from noisylayers._validation import check_number
+from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 from noisylayers.noise.learned import LearnedGaussian
 from noisylayers.noise.learned import kl_weight_from
@@ -48,18 +49,22 @@ class AdaptiveGaussian(LearnedGaussian):
         kl_weight: Non-negative float multiplying the KL (1 / number of
             training examples for a loss averaged over examples).
         dataset_size: Positive integer `N`: sets `kl_weight = 1 / N`.
+        sampler: `"exact"` (default) or `"table"`, as for `LearnedGaussian`.
 
     Raises:
         ValueError: for `init_stddev <= 0`, a negative `kl_weight` or a
             `dataset_size` below 1.
     """
 
-    def __init__(self, init_stddev=0.05, kl_weight=None, dataset_size=None):
+    def __init__(
+        self, init_stddev=0.05, kl_weight=None, dataset_size=None, sampler="exact"
+    ):
         super().__init__(
             init_stddev=init_stddev,
             prior="normal",
             kl_weight=kl_weight,
             dataset_size=dataset_size,
+            sampler=sampler,
         )
         self.prior = None
 
@@ -128,7 +133,7 @@ class Factorized(Noise):
         return {"sigma": sigma, "group": variable.path.rsplit("/", 1)[0]}
 
     def _noise(self, shape, dtype, seed):
-        return _f(keras.random.normal(shape, dtype=dtype, seed=seed))
+        return _f(sampling.normal(shape, dtype=dtype, seed=seed))
 
     def perturbations(self, values, seed, states):
         # Kernels first, so that a bias reuses its kernel's output noise.

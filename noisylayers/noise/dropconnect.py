@@ -2,6 +2,7 @@
 
 import keras
 
+from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 from noisylayers._validation import check_number
 
@@ -32,9 +33,7 @@ class DropConnect(Noise):
 
     def perturbation(self, value, seed):
         dtype = keras.backend.standardize_dtype(value.dtype)
-        uniform = keras.random.uniform(
-            keras.ops.shape(value), dtype=dtype, seed=seed
-        )
+        uniform = sampling.uniform(keras.ops.shape(value), dtype=dtype, seed=seed)
         keep = keras.ops.cast(uniform >= self.rate, dtype)
         return value * (keep / (1.0 - self.rate) - 1.0)
 

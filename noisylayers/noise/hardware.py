@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 from noisylayers._validation import check_number
+from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 
 _PER = ("tensor", "channel")
@@ -45,7 +46,7 @@ def _safe(maximum):
 
 
 def _normal(value, seed):
-    return keras.random.normal(
+    return sampling.normal(
         ops.shape(value), dtype=keras.backend.standardize_dtype(value.dtype), seed=seed
     )
 
@@ -266,7 +267,7 @@ class StuckAt(Noise):
 
     def perturbation(self, value, seed):
         dtype = keras.backend.standardize_dtype(value.dtype)
-        uniform = keras.random.uniform(ops.shape(value), dtype=dtype, seed=seed)
+        uniform = sampling.uniform(ops.shape(value), dtype=dtype, seed=seed)
         stuck = uniform < self.rate
         return ops.where(stuck, self._stuck_value(value) - value, ops.zeros_like(value))
 

@@ -9,6 +9,7 @@ from keras import ops
 
 from noisylayers import priors as priors_module
 from noisylayers._validation import check_number
+from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 
 
@@ -65,7 +66,7 @@ def weight_dtype(variable):
 
 
 def normal_like(value, seed):
-    return keras.random.normal(
+    return sampling.normal(
         ops.shape(value), dtype=keras.backend.standardize_dtype(value.dtype), seed=seed
     )
 
@@ -113,6 +114,8 @@ class LearnedGaussian(Noise):
             unless `dataset_size` is given.
         dataset_size: Positive integer `N`, the number of training
             examples: sets `kl_weight = 1 / N`.
+        sampler: `"exact"` (default) or `"table"` (see
+            `noisylayers.noise.Gaussian`) for the weight draws.
 
     Raises:
         ValueError: for `init_stddev <= 0`, a negative `kl_weight`, a
@@ -133,8 +136,14 @@ class LearnedGaussian(Noise):
     symmetric = True
 
     def __init__(
-        self, init_stddev=0.05, prior="normal", kl_weight=None, dataset_size=None
+        self,
+        init_stddev=0.05,
+        prior="normal",
+        kl_weight=None,
+        dataset_size=None,
+        sampler="exact",
     ):
+        self.sampler = sampling.check_sampler(sampler)
         self.init_stddev = check_number("init_stddev", init_stddev, 0.0)
         if self.init_stddev == 0.0 or math.isinf(self.init_stddev):
             raise ValueError(
@@ -162,7 +171,10 @@ class LearnedGaussian(Noise):
             trainable=True,
             autocast=False,
         )
-        return {"rho": rho}
+        state = {"rho": rho}
+        if self.sampler == "table":
+            state["table"] = layer.noise_table
+        return state
 
     def sigma(self, state):
         """The per-weight standard deviations, `softplus(rho)`."""
@@ -170,7 +182,7 @@ class LearnedGaussian(Noise):
 
     def perturbation(self, value, seed, state):
         sigma = ops.cast(self.sigma(state), value.dtype)
-        return sigma * normal_like(value, seed)
+        return sigma * sampling.standard_normal_like(value, seed, state)
 
     def variance(self, value, state=None):
         return ops.square(self.sigma(state))
@@ -202,6 +214,7 @@ class LearnedGaussian(Noise):
             "prior": priors_module.serialize(self.prior),
             "kl_weight": self._kl_weight_arg,
             "dataset_size": self.dataset_size,
+            **({"sampler": self.sampler} if self.sampler != "exact" else {}),
         }
 
     @classmethod
