@@ -21,6 +21,7 @@ or a config dict; `get`, `serialize` and `deserialize` convert between them.
 """
 
 import ast
+import inspect
 
 import keras
 
@@ -145,7 +146,11 @@ def parse(text):
     noise = get(kind.strip())
     if not colon:
         return noise
-    names = list(noise.get_config())
+    names = [
+        p.name
+        for p in inspect.signature(type(noise).__init__).parameters.values()
+        if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
     kwargs = {}
     for i, part in enumerate(p.strip() for p in rest.split(",")):
         name, equals, value = part.partition("=")
@@ -163,7 +168,7 @@ def parse(text):
                 f"parameters are {names}. Received: {text!r}"
             )
         value = _literal(value.strip())
-        default = noise.get_config()[name]
+        default = getattr(noise, name, None)
         if isinstance(default, float) and type(value) is int:
             value = float(value)
         kwargs[name] = value

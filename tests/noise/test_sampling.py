@@ -1,0 +1,157 @@
+"""The samplers: Philox draws on TensorFlow, and the noise table."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import noisylayers
+from noisylayers import noise
+from noisylayers.noise import sampling
+
+
+def numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def table_layer(units=64, seed=1, kind=None):
+    kind = kind or noise.Gaussian(1.0, sampler="table")
+    layer = noisylayers.NoisyDense(units, noise=kind, seed=seed, use_bias=False)
+    layer.build((None, 32))
+    return layer
+
+
+def perturbations(layer, calls):
+    clean = numpy(layer.kernel)
+    return np.stack(
+        [numpy(layer.noisy_weights(layer.seed_generator)[0][1]) - clean for _ in range(calls)]
+    )
+
+
+def test_table_draws_are_standard_normal_within_a_call():
+    layer = table_layer(units=256)
+    draw = perturbations(layer, 1)[0].ravel()  # 32 * 256 = 8192 numbers
+    n = draw.size
+    # Mean: SE 1/sqrt(n) = 0.011; 5 SE. Variance: SE sqrt(2/n) = 0.016; 5 SE.
+    assert abs(draw.mean()) < 5 / np.sqrt(n)
+    assert abs(draw.var() - 1.0) < 5 * np.sqrt(2 / n)
+    # Neighbouring entries are uncorrelated within the draw (5 SE).
+    assert abs(np.corrcoef(draw[:-1], draw[1:])[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_consecutive_calls_are_nearly_uncorrelated():
+    layer = table_layer()
+    draws = perturbations(layer, 101).reshape(101, -1)
+    # Per weight, the correlation between its noise in call t and t + 1,
+    # averaged over the 2048 weights (100 pairs each): at most 0.05.
+    a, b = draws[:-1], draws[1:]
+    a = (a - a.mean(0)) / a.std(0)
+    b = (b - b.mean(0)) / b.std(0)
+    per_weight = (a * b).mean(0)
+    assert abs(per_weight.mean()) < 0.05
+    # And the draws are not a repeat of each other.
+    assert not np.allclose(draws[0], draws[1])
+
+
+def test_layers_with_different_seeds_use_different_tables_and_windows():
+    a, b = table_layer(seed=1), table_layer(seed=2)
+    assert not np.allclose(numpy(a.noise_table), numpy(b.noise_table))
+    assert not np.allclose(perturbations(a, 1), perturbations(b, 1))
+    # The same seed regenerates the same table.
+    np.testing.assert_array_equal(numpy(table_layer(seed=1).noise_table), numpy(a.noise_table))
+
+
+def test_table_size_follows_the_largest_target():
+    assert sampling.table_size([10]) == 1 << 16
+    assert sampling.table_size([100_000, 10]) == 800_000
+    with pytest.raises(ValueError, match="too small"):
+        sampling.table_normal(np.zeros(10, "float32"), (6,), keras.random.SeedGenerator(0))
+
+
+def test_sampler_argument_is_validated_and_serialized():
+    with pytest.raises(ValueError, match="Received: sampler='fast'"):
+        noise.Gaussian(0.1, sampler="fast")
+    kind = noise.MultiplicativeGaussian(0.2, sampler="table")
+    assert noise.deserialize(noise.serialize(kind)) == kind
+    assert noise.Gaussian(0.1).get_config() == {"stddev": 0.1}  # unchanged format
+    assert noise.parse("learned_gaussian:sampler=table").sampler == "table"
+
+
+def test_saved_file_holds_no_table_and_reload_regenerates_it(tmp_path):
+    sizes = {}
+    x = np.random.default_rng(0).normal(size=(8, 32)).astype("float32")
+    for sampler in ("exact", "table"):
+        model = keras.Sequential(
+            [keras.Input((32,)), noisylayers.NoisyDense(
+                256, noise=noise.Gaussian(0.1, sampler=sampler), seed=3)]
+        )
+        path = str(tmp_path / f"{sampler}.keras")
+        model.save(path)
+        sizes[sampler] = os.path.getsize(path)
+        loaded = keras.models.load_model(path)
+        np.testing.assert_array_equal(
+            numpy(loaded.predict(x, verbose=0)), numpy(model.predict(x, verbose=0))
+        )
+        if sampler == "table":
+            np.testing.assert_array_equal(
+                numpy(loaded.layers[0].noise_table), numpy(model.layers[0].noise_table)
+            )
+    # The table alone would be 2 MB; the file grows by the config only.
+    assert sizes["table"] <= sizes["exact"] + 500
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        noise.Gaussian(0.05, sampler="table"),
+        noise.MultiplicativeGaussian(0.1, sampler="table"),
+        noise.LearnedGaussian(kl_weight=1e-3, sampler="table"),
+    ],
+    ids=lambda k: type(k).__name__,
+)
+def test_table_sampler_trains_in_fit_with_every_estimator_and_the_controls(kind):
+    x = np.random.default_rng(0).normal(size=(32, 6, 4)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((6, 4)),
+            noisylayers.WeightNoise(keras.layers.LSTM(5), noise=kind, seed=1),
+            noisylayers.NoisyDense(4, noise=kind, estimator="flipout"),
+            noisylayers.NoisyDense(2, noise=kind, estimator="local_reparameterization"),
+        ]
+    )
+    model.compile("adam", "mse")
+    history = model.fit(x, np.zeros((32, 2)), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    with noisylayers.noise_scope(model, enabled=False):
+        np.testing.assert_array_equal(
+            numpy(model(x, training=True)), numpy(model(x, training=False))
+        )
+    assert not np.allclose(numpy(model(x, training=True)), numpy(model(x, training=True)))
+
+
+def test_tensorflow_draws_use_philox(monkeypatch):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("The explicit algorithm is for the TensorFlow backend only.")
+    import tensorflow as tf
+
+    x = np.ones((2, 4), "float32")
+    layers = [
+        noisylayers.NoisyDense(3, noise="dropconnect", seed=0),
+        noisylayers.NoisyDense(3, estimator="flipout", seed=0),
+        noisylayers.NoisyDense(3, estimator="local_reparameterization", seed=0),
+    ]
+    for layer in layers:
+        layer.build(x.shape)  # Keras' initializers draw with their own defaults
+    seen = []
+    for name in ("stateless_normal", "stateless_uniform"):
+        original = getattr(tf.random, name)
+
+        def record(*args, _original=original, **kwargs):
+            seen.append(kwargs.get("alg"))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(tf.random, name, record)
+    for layer in layers:
+        layer(x, training=True)
+    assert seen and set(seen) == {"philox"}
