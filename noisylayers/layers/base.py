@@ -107,12 +107,8 @@ class NoisyLayer:
             preferred = self.noise.preferred_estimator
             estimator = preferred if preferred in offered else "shared"
         if estimator not in ESTIMATORS:
-            raise ValueError(
-                f"Unknown estimator. Expected one of {list(ESTIMATORS)}. "
-                f"Received: estimator={estimator!r}"
-            )
-        reason = None
-        if estimator not in offered:
+            reason = f"unknown estimator (known: {list(ESTIMATORS)})"
+        elif estimator not in offered:
             reason = f"layers of type {type(layer).__name__} do not have it"
         else:
             reason = self.noise.unsupported_reason(estimator)

@@ -24,7 +24,8 @@ _DOC = """A `{base}` layer whose weights are noisy in training.
             (default) is `"shared"`.
         targets: `None` for the kernel, recurrent kernel and bias, or a list
             of weight names.
-        seed: Optional integer seed making the noise reproducible.
+        seed: Optional integer seed making the noise (and, through
+            `seed + 1`, the layer's dropout masks) reproducible.
         **kwargs: The other keyword arguments of `keras.layers.{base}`.
 
     Call arguments:
@@ -65,7 +66,10 @@ class _NoisyRNN(NoisyVariant):
         seed=None,
         **kwargs,
     ):
-        super().__init__(units, *args, **kwargs)
+        # The Keras layer's own `seed` seeds its dropout masks: derived from
+        # `seed`, so that dropout and weight noise draw different streams.
+        keras_seed = None if seed is None else seed + 1
+        super().__init__(units, *args, seed=keras_seed, **kwargs)
         self._init_noise(noise, estimator, targets, seed)
 
     def build(self, sequences_shape, initial_state_shape=None):
