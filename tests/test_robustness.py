@@ -203,3 +203,23 @@ def test_export_serves_predict_without_random_ops(tmp_path):
         ops.update(node.op for node in function.node_def)
     ops.update(node.op for node in graph.as_graph_def().node)
     assert not [op for op in ops if "Random" in op], sorted(ops)
+
+
+@pytest.mark.parametrize("change", ["lora", "int8"])
+def test_lora_or_quantization_after_wrapping_is_refused_before_a_file_is_lost(
+    change, tmp_path
+):
+    """Regression: both used to train and save, then fail to load."""
+    model = keras.Sequential(
+        [keras.Input((4,)), noisylayers.WeightNoise(keras.layers.Dense(3), name="w")]
+    )
+    if change == "lora":
+        model.layers[0].layer.enable_lora(2)
+        message = "LoRA is enabled"
+    else:
+        model.quantize("int8")
+        message = "quantized"
+    with pytest.raises(ValueError, match=message):
+        model(np.ones((1, 4), "float32"), training=True)
+    with pytest.raises(ValueError, match=message):
+        model.save(str(tmp_path / "m.keras"))  # refused: no file that cannot load

@@ -144,8 +144,13 @@ class NoisyLayer:
         own.update(id(v) for v in getattr(self, "_noise_variables", ()))
         return [v for v in self._perturbed().weights if id(v) not in own]
 
-    def _resolve_targets(self):
-        """The variables to perturb; raises a `ValueError` if there are none."""
+    def _check_perturbable(self):
+        """Refuses a perturbed layer that LoRA or quantization changed.
+
+        Run at build, in every noisy call and when saving: enabling LoRA on
+        (or quantizing) a layer after noise was put on it would silently
+        stop the noise on its kernel and write a file that cannot load.
+        """
         layer = self._perturbed()
         for sub in _keras_private.sublayers(layer):
             if getattr(sub, "lora_enabled", False):
@@ -160,8 +165,15 @@ class NoisyLayer:
             if mode is not None:
                 raise ValueError(
                     f"Cannot put noise on the weights of layer '{sub.name}': "
-                    f"it is quantized ({mode}). Received: layer={layer.name}"
+                    f"it is quantized ({mode}). Quantize the model after "
+                    "`noisylayers.unwrap(model)` instead. Received: "
+                    f"layer={layer.name}"
                 )
+
+    def _resolve_targets(self):
+        """The variables to perturb; raises a `ValueError` if there are none."""
+        layer = self._perturbed()
+        self._check_perturbable()
         weights = self._candidate_weights()
         if self.targets is None:
             selected = [
@@ -343,6 +355,8 @@ class NoisyLayer:
             call_layer: Function of no argument running the plain layer's
                 computation (with its own `training` setting).
         """
+        if self._target_variables is not None:
+            self._check_perturbable()
         if not (training or self._sample_at_inference):
             mapping = self._inference_mapping()
             if not mapping:
@@ -397,6 +411,8 @@ class NoisyLayer:
         return outputs
 
     def _noise_config(self):
+        if self._target_variables is not None:
+            self._check_perturbable()
         return {
             "noise": noise_module.serialize(self.noise),
             "estimator": self.estimator,
