@@ -283,7 +283,7 @@ class NoisyLayer:
     @property
     def enabled(self):
         """Whether training calls perturb the weights (a saved variable)."""
-        return bool(keras.ops.convert_to_numpy(self._enabled.value))
+        return bool(keras.ops.convert_to_numpy(self._enabled))
 
     @enabled.setter
     def enabled(self, value):
@@ -297,7 +297,7 @@ class NoisyLayer:
     @property
     def scale(self):
         """Factor on the noise magnitude (a saved variable, default 1)."""
-        return float(keras.ops.convert_to_numpy(self._scale.value))
+        return float(keras.ops.convert_to_numpy(self._scale))
 
     @scale.setter
     def scale(self, value):
@@ -308,7 +308,7 @@ class NoisyLayer:
         """Factor on the KL term (a saved variable), `None` without a KL."""
         if self._kl_weight is None:
             return None
-        return float(keras.ops.convert_to_numpy(self._kl_weight.value))
+        return float(keras.ops.convert_to_numpy(self._kl_weight))
 
     @kl_weight.setter
     def kl_weight(self, value):

@@ -4,7 +4,9 @@
 TensorFlow backend, where they call TensorFlow's stateless kernels with the
 Philox algorithm explicitly: Keras leaves `alg="auto_select"`, which under
 XLA:CPU (`jit_compile=True`) takes about 30x longer for the same numbers.
-Seeds still come from the caller's `keras.random.SeedGenerator`.
+Seeds still come from the caller's `keras.random.SeedGenerator`; under a
+`tf.distribute` strategy each replica offsets them by its replica id, so
+replicas draw different noise.
 
 The table sampler (Salimans et al. 2017, "Evolution Strategies as a Scalable
 Alternative to Reinforcement Learning") trades exactness across calls for
@@ -44,6 +46,13 @@ def _tf_seed(seed):
         seed = seed.next()
     elif isinstance(seed, int):
         seed = tf.constant([seed, 0], dtype="int64")
+    seed = tf.cast(seed, "int64")
+    # Under tf.distribute the generator's state is mirrored: without this
+    # every replica would draw the same noise (and the same Flipout signs).
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        replica = tf.cast(context.replica_id_in_sync_group, "int64")
+        seed = seed + tf.stack([replica * 1_000_003, replica])
     return tf.cast(tf.math.floormod(seed, tf.int32.max - 1), "int32")
 
 
