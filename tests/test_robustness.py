@@ -223,3 +223,18 @@ def test_lora_or_quantization_after_wrapping_is_refused_before_a_file_is_lost(
         model(np.ones((1, 4), "float32"), training=True)
     with pytest.raises(ValueError, match=message):
         model.save(str(tmp_path / "m.keras"))  # refused: no file that cannot load
+
+
+def test_noise_below_the_compute_dtype_resolution_warns():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    layer = noisylayers.NoisyDense(
+        4, noise=noise.Gaussian(1e-4), kernel_initializer="ones"
+    )
+    with pytest.warns(UserWarning, match="below the resolution of bfloat16"):
+        layer.build((None, 3))
+    quiet = noisylayers.NoisyDense(4, noise=noise.Gaussian(0.1), kernel_initializer="ones")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        quiet.build((None, 3))

@@ -1,5 +1,7 @@
 """`NoisyLayer`: what every noisy layer (wrapper and variants) shares."""
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -231,6 +233,32 @@ class NoisyLayer:
         self._noise_variables = [
             v for v in self.weights if id(v) not in before
         ]
+        self._warn_if_below_resolution()
+
+    def _warn_if_below_resolution(self):
+        """Warns when fixed additive noise vanishes in a low-precision cast."""
+        dtype = keras.backend.standardize_dtype(self.compute_dtype)
+        stddev = getattr(self.noise, "stddev", None)
+        if dtype not in ("float16", "bfloat16") or type(self.noise).__name__ != "Gaussian":
+            return
+        for v in self._target_variables:
+            value = keras.ops.convert_to_numpy(_keras_private.read_value(v))
+            magnitude = float(np.mean(np.abs(value)))
+            step = float(np.finfo(dtype if dtype == "float16" else np.float32).eps)
+            if dtype == "bfloat16":
+                step = 2.0**-7
+            if stddev < 0.5 * step * magnitude:
+                warnings.warn(
+                    f"Layer '{self.name}': noise of stddev {stddev:g} is below "
+                    f"the resolution of {dtype} at the magnitude of weight "
+                    f"'{v.path}' (mean |w| {magnitude:.3g}, step "
+                    f"{step * magnitude:.3g}): most of it vanishes when the "
+                    "noisy weight is cast for compute. Use a larger stddev, "
+                    "a relative kind (`MultiplicativeGaussian`, "
+                    "`RelativeGaussian`) or a float32 policy for this layer.",
+                    stacklevel=2,
+                )
+                return
 
     @property
     def noise_table(self):
