@@ -1,5 +1,6 @@
 """`NoisyLayer`: what every noisy layer (wrapper and variants) shares."""
 
+import contextlib
 import warnings
 
 import keras
@@ -12,6 +13,10 @@ from noisylayers._validation import check_seed
 from noisylayers.layers import estimators as estimators_module
 from noisylayers.noise import sampling
 from noisylayers.noise.base import ESTIMATORS
+
+#: Version of the noisylayers fields in saved layer configs. Files written
+#: with an older version keep loading (tests/fixtures holds one).
+FORMAT_VERSION = 1
 
 DEFAULT_TARGETS = (
     "kernel",
@@ -438,10 +443,40 @@ class NoisyLayer:
             self.add_loss(self._kl_weight.value * kl)
         return outputs
 
+    @classmethod
+    @contextlib.contextmanager
+    def _loading(cls, config):
+        """Checks a saved config's format; names the layer in any error."""
+        config = dict(config)
+        name = config.get("name", "?")
+        version = config.pop("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(
+                f"Cannot load noisy layer '{name}' ({cls.__name__}): it was "
+                f"saved in noisylayers config format {version!r}, newer than "
+                f"this version's ({FORMAT_VERSION}). Upgrade noisylayers. "
+                f"Received: format_version={version!r}"
+            )
+        missing = [k for k in ("noise", "targets", "seed") if k not in config]
+        if missing:
+            raise ValueError(
+                f"Cannot load noisy layer '{name}' ({cls.__name__}): its saved "
+                f"config lacks the field(s) {missing}. Received: "
+                f"{sorted(config)}"
+            )
+        try:
+            yield config
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(
+                f"Cannot load noisy layer '{name}' ({cls.__name__}) from its "
+                f"saved config: {e}"
+            ) from e
+
     def _noise_config(self):
         if self._target_variables is not None:
             self._check_perturbable()
         return {
+            "format_version": FORMAT_VERSION,
             "noise": noise_module.serialize(self.noise),
             "estimator": self.estimator,
             "targets": None if self.targets is None else list(self.targets),
@@ -511,6 +546,11 @@ class NoisyVariant(NoisyLayer):
 
     def get_config(self):
         return {**super().get_config(), **self._noise_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        with cls._loading(config) as config:
+            return super().from_config(config)
 
 
 def check_no_lora(cls, kwargs):

@@ -173,7 +173,8 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         # `Wrapper.from_config` pops "layer" from the dict it is given.
-        return super().from_config(dict(config), custom_objects=custom_objects)
+        with cls._loading(config) as config:
+            return super().from_config(config, custom_objects=custom_objects)
 
 
 def _overrides(layer, method):
