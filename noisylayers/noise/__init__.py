@@ -152,7 +152,7 @@ def parse(text):
         if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
     kwargs = {}
-    for i, part in enumerate(p.strip() for p in rest.split(",")):
+    for i, part in enumerate(p.strip() for p in _split_top_level(rest)):
         name, equals, value = part.partition("=")
         if not equals:
             if i != 0 or not names:
@@ -177,6 +177,24 @@ def parse(text):
         return type(noise).from_config(config)
     except (TypeError, ValueError) as e:
         raise ValueError(f"Invalid noise spec {text!r}: {e}") from None
+
+
+def _split_top_level(text):
+    """Splits on the commas that are not inside brackets or quotes."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
 
 
 def _literal(text):

@@ -113,6 +113,8 @@ class Factorized(Noise):
         ValueError: if `sigma0` is not positive.
     """
 
+    learned = True
+
     def __init__(self, sigma0=0.5):
         self.sigma0 = check_number("sigma0", sigma0, 0.0)
         if self.sigma0 == 0.0 or math.isinf(self.sigma0):
@@ -222,6 +224,7 @@ class VariationalDropout(Noise):
 
     symmetric = True
     has_kl = True
+    learned = True
     preferred_estimator = "local_reparameterization"
 
     def __init__(

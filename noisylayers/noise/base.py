@@ -59,6 +59,8 @@ class Noise:
     has_kl = False
     #: The estimator a layer uses when `estimator=None` and it has it.
     preferred_estimator = "shared"
+    #: The kind learns variables (so it needs a noisy layer to hold them).
+    learned = False
 
     def build(self, layer, variable, fan_in):
         """Creates the kind's variables for one target weight.

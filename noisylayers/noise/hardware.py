@@ -209,9 +209,11 @@ class Quantize(Noise):
 
     def perturbation(self, value, seed):
         maximum = abs_max(value, self.per)
+        safe = _safe(maximum)
         levels = 2 ** (self.bits - 1) - 1
-        step = _safe(maximum) / levels
-        rounded = ops.round(ops.stop_gradient(value) / step) * step
+        # Level q is q / levels * max: the top level is exactly +-max.
+        q = ops.round(ops.stop_gradient(value) / (safe / levels))
+        rounded = q / levels * safe
         change = ops.stop_gradient(rounded - value)
         if self.stddev > 0:
             change = change + self.stddev * maximum * _normal(value, seed)

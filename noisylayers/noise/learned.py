@@ -134,6 +134,7 @@ class LearnedGaussian(Noise):
     """
 
     symmetric = True
+    learned = True
 
     def __init__(
         self,
