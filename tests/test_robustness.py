@@ -238,3 +238,19 @@ def test_noise_below_the_compute_dtype_resolution_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         quiet.build((None, 3))
+
+
+def test_wrapper_forwards_reset_state_of_a_stateful_rnn(tmp_path):
+    """Regression: `hasattr(layer, "reset_state")` loops skipped the wrapper."""
+    layer = noisylayers.WeightNoise(keras.layers.LSTM(3, stateful=True), seed=0)
+    model = keras.Sequential([keras.Input((4, 2), batch_size=2), layer])
+    x = np.ones((2, 4, 2), "float32")
+    first = numpy(model(x))
+    assert not np.allclose(numpy(model(x)), first)  # the state carried over
+    assert hasattr(layer, "reset_state")
+    for sub in model.layers:
+        if hasattr(sub, "reset_state"):
+            sub.reset_state()
+    np.testing.assert_allclose(numpy(model(x)), first, atol=1e-6)
+    assert not hasattr(noisylayers.WeightNoise(keras.layers.Dense(2)), "reset_state")
+    model.save(str(tmp_path / "stateful.keras"))

@@ -164,6 +164,15 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
             return self.layer.compute_output_spec(*args, **kwargs)
         return keras.Operation.compute_output_spec(self, *args, **kwargs)
 
+    @property
+    def reset_state(self):
+        """The wrapped layer's `reset_state` (e.g. a stateful RNN's).
+
+        Raises `AttributeError` when the wrapped layer has none, so that
+        `hasattr(layer, "reset_state")` answers for the wrapped layer.
+        """
+        return self.layer.reset_state
+
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
 
