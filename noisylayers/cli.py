@@ -26,8 +26,8 @@ from noisylayers.ablation import sensitivity_ablation
 from noisylayers.ablation import training_ablation
 from noisylayers.ablation.models import TASKS
 from noisylayers.ablation.sensitivity import DEFAULT_SCALES
-from noisylayers.ablation.training import load_spec
-from noisylayers.ablation.training import parse_shard
+from noisylayers.ablation.plan import parse_shard
+from noisylayers.ablation.store import load_spec
 
 DEFAULTS = {
     "model": "cnn",

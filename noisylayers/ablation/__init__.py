@@ -14,11 +14,11 @@ that print as a table and write Markdown, CSV, JSON and PNG plots.
 """
 
 from noisylayers.ablation import models
+from noisylayers.ablation.plan import configurations
 from noisylayers.ablation.results import AblationResult
 from noisylayers.ablation.results import SensitivityAblationResult
 from noisylayers.ablation.results import TrainingAblationResult
 from noisylayers.ablation.sensitivity import sensitivity_ablation
-from noisylayers.ablation.training import configurations
 from noisylayers.ablation.training import merge
 from noisylayers.ablation.training import training_ablation
 

@@ -16,6 +16,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from noisylayers.ablation.optional import require
 from noisylayers.layers import WeightNoise
 
 
@@ -43,9 +44,7 @@ def digits_data(flat=False, samples=None, validation_split=0.2, seed=0):
         `((x_train, y_train), (x_val, y_val))`, float32 inputs and int32
         labels 0-9.
     """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digits = require("sklearn.datasets", "the digits data").load_digits()
     x = (digits.images / 16.0).astype("float32")
     x = x.reshape(len(x), -1) if flat else x[..., None]
     return _split(x, digits.target.astype("int32"), samples, validation_split, seed)

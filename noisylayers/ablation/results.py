@@ -7,13 +7,7 @@ import os
 
 import numpy as np
 
-
-def write_atomic(path, text):
-    """Writes `text` to `path` so that readers never see a partial file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+from noisylayers.ablation.store import write_atomic
 
 
 def _stats(values):

@@ -3,20 +3,21 @@
 import functools
 
 import keras
-from tqdm.auto import tqdm
 
 from noisylayers import _keras_private
 from noisylayers import control
 from noisylayers import noise as noise_module
-from noisylayers.layers.base import DEFAULT_TARGETS
-from noisylayers.layers.base import NoisyLayer
-from noisylayers.layers.base import _matches
-from noisylayers.noise.base import Noise
 from noisylayers._validation import check_list
 from noisylayers._validation import check_number
 from noisylayers._validation import check_positive_int
 from noisylayers._validation import check_seed
+from noisylayers.ablation.checks import check_distinct_names
+from noisylayers.ablation.checks import check_model
+from noisylayers.ablation.progress import progress_bar
 from noisylayers.ablation.results import SensitivityAblationResult
+from noisylayers.layers.base import DEFAULT_TARGETS
+from noisylayers.layers.base import NoisyLayer
+from noisylayers.layers.base import _matches
 
 DEFAULT_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -92,16 +93,7 @@ def sensitivity_ablation(
     result.plot("sensitivity.png")
     ```
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            "Argument `model` must be a `keras.Model`. "
-            f"Received: model of type {type(model).__name__}"
-        )
-    if not getattr(model, "compiled", False):
-        raise ValueError(
-            "Argument `model` must be compiled: its metrics are evaluated. "
-            f"Received: the uncompiled model '{model.name}'"
-        )
+    check_model(model)
     try:
         x, y = data
     except (TypeError, ValueError):
@@ -117,11 +109,6 @@ def sensitivity_ablation(
     seed = check_seed(seed)
     perturbed = _perturbed_layers(model, layers, noise)
     names = [name for name, _, _ in perturbed]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            f"The selected layers of model '{model.name}' must have distinct "
-            f"names: the result refers to them by name. Received: {names}"
-        )
 
     def evaluate():
         metrics = model.evaluate(
@@ -141,11 +128,11 @@ def sensitivity_ablation(
     }
     generator = keras.random.SeedGenerator(seed)
     records = []
-    with tqdm(
+    with progress_bar(
         total=len(perturbed) * len(scales),
+        enabled=progress,
         desc="Sensitivity ablation",
         unit="scale",
-        disable=not progress,
     ) as bar:
         for name, kind, (variables, sample) in perturbed:
             clean = [keras.ops.copy(v.value) for v in variables]
@@ -172,32 +159,53 @@ def sensitivity_ablation(
     return SensitivityAblationResult(spec, records)
 
 
+def sensitivity_layers(model, layers=None, noise=None):
+    """The layers that `sensitivity_ablation` would perturb, and their noise.
+
+    Checks the model, `layers` and `noise` as `sensitivity_ablation` does,
+    without evaluating anything.
+
+    Args:
+        model, layers, noise: As in `sensitivity_ablation`.
+
+    Returns:
+        A list of `(layer name, noise kind)` pairs, in model order.
+
+    Raises:
+        TypeError, ValueError: as `sensitivity_ablation`, for the model,
+            `layers` and `noise`.
+    """
+    check_model(model)
+    return [(name, kind) for name, kind, _ in _perturbed_layers(model, layers, noise)]
+
+
 def _perturbed_layers(model, layers, noise):
     """`[(name, kind, (variables, sample))]` for each layer to perturb.
 
     `sample(generator, scale)` returns `(variable, noisy value)` pairs.
     """
+    perturbed = _select_perturbed(model, layers, noise)
+    check_distinct_names(model, [name for name, _, _ in perturbed], "selected layers")
+    return perturbed
+
+
+def _select_perturbed(model, layers, noise):
     if noise is None:
-        selected = control.noise_layers(model, layers)
-        if not selected:
-            raise ValueError(
-                f"Model '{model.name}' has no noisy layers (`noisylayers."
-                "WeightNoise`, `NoisyDense`, ...): there is nothing to "
-                "perturb. Pass `noise=` (e.g. noise='gaussian:0.05'; `--noise` "
-                "on the command line) to perturb the weights of a plain model."
-            )
-        unbuilt = [layer.name for layer in selected if not layer.target_variables]
-        if unbuilt:
-            raise ValueError(
-                f"The noisy layers {unbuilt} of model '{model.name}' are not "
-                "built: train or call the model first."
-            )
+        selected = check_model(
+            model,
+            noisy=True,
+            layers=layers,
+            built=True,
+            nothing_to="perturb",
+            hint="Pass `noise=` (e.g. noise='gaussian:0.05'; `--noise` on the "
+            "command line) to perturb the weights of a plain model.",
+        )
         return [
             (layer.name, layer.noise, (layer.target_variables, layer.noisy_weights))
             for layer in selected
         ]
     kind = noise_module.get(noise)
-    if type(kind).build is not Noise.build:
+    if kind.learned:
         raise ValueError(
             f"Argument `noise` must be a kind without learned variables to "
             f"perturb a trained model's weights. Received: noise={kind!r}"
