@@ -1,13 +1,21 @@
-"""Ablation results: summary tables, CSV, JSON and plots."""
+"""Ablation results: the summary rows, as tables, CSV and JSON (and plots).
+
+A result is a snapshot: its records do not change after it is made, so its
+summary rows are computed once. `plotting` draws the plots.
+"""
 
 import csv
+import functools
 import json
 import math
 import os
 
 import numpy as np
 
+from noisylayers.ablation import plotting
 from noisylayers.ablation.store import write_atomic
+from noisylayers.ablation.tables import markdown_table
+from noisylayers.ablation.tables import text_table
 
 
 def _stats(values):
@@ -38,14 +46,16 @@ class AblationResult:
     """Base class of ablation results: one summary row per condition.
 
     Subclasses provide the records (one per training run, or per noise
-    draw), the summary rows and the plot. Each summary row holds, for every
-    metric `m`, the keys `m_mean`, `m_std` (sample standard deviation,
-    `None` with fewer than two values) and `m_delta` (difference of the
-    mean to the reference: the no-noise baseline, or the clean model).
+    draw), the summary rows (`_rows`) and the table's first columns. Each
+    summary row holds, for every metric `m`, the keys `m_mean`, `m_std`
+    (sample standard deviation, `None` with fewer than two values) and
+    `m_delta` (difference of the mean to the reference: the no-noise
+    baseline, or the clean model).
 
     Attributes:
         spec: Dict of the settings that produced the result.
-        records: List of dicts, the raw results.
+        records: List of dicts, the raw results (not to be changed: the
+            summary is computed from them once).
         metric: The main metric (plots, `to_string`): the first compiled
             metric other than the loss, or `"loss"`.
     """
@@ -56,7 +66,7 @@ class AblationResult:
         self.spec = spec
         self.records = list(records)
 
-    @property
+    @functools.cached_property
     def metric_names(self):
         """The names of the metrics in the records (loss first)."""
         names = []
@@ -96,9 +106,12 @@ class AblationResult:
             )
         return row
 
-    @property
+    @functools.cached_property
     def rows(self):
         """The summary table: a list of dicts, one per condition."""
+        return self._rows()
+
+    def _rows(self):
         raise NotImplementedError
 
     def _label_columns(self):
@@ -125,14 +138,9 @@ class AblationResult:
     def to_string(self):
         """The summary table as aligned plain text, for a terminal."""
         header, body = self._table()
-        widths = [
-            max(len(str(c)) for c in column) for column in zip(header, *body)
-        ]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-            for cells in [header, ["-" * w for w in widths], *body]
-        ]
-        return "\n".join([self._title(), "", *lines, "", self._legend()])
+        return "\n".join(
+            [self._title(), "", *text_table(header, body), "", self._legend()]
+        )
 
     def __str__(self):
         return self.to_string()
@@ -140,11 +148,15 @@ class AblationResult:
     def to_markdown(self):
         """The summary table as a Markdown document (title, table, legend)."""
         header, body = self._table()
-        lines = ["| " + " | ".join(header) + " |"]
-        lines.append("|" + "|".join("---" for _ in header) + "|")
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
         return "\n".join(
-            [f"## {self._title()}", "", *lines, "", self._legend(), ""]
+            [
+                f"## {self._title()}",
+                "",
+                *markdown_table(header, body),
+                "",
+                self._legend(),
+                "",
+            ]
         )
 
     def _title(self):
@@ -203,22 +215,7 @@ class AblationResult:
         Returns:
             The `matplotlib.figure.Figure`.
         """
-        # The object-oriented API needs no display and leaves pyplot's
-        # state alone; the figure still shows in a notebook.
-        from matplotlib.figure import Figure
-
-        metric = self._check_metric(metric)
-        fig = Figure(figsize=self._figsize(), layout="constrained")
-        self._draw(fig.subplots(), metric)
-        if path is not None:
-            fig.savefig(path, dpi=100)
-        return fig
-
-    def _figsize(self):
-        return (7.0, 4.5)
-
-    def _draw(self, ax, metric):
-        raise NotImplementedError
+        return plotting.plot(self, self._check_metric(metric), path)
 
     def save(self, directory, name):
         """Writes `name.csv`, `name.json`, `name.md` and `name.png`.
@@ -281,8 +278,7 @@ class TrainingAblationResult(AblationResult):
             and r["seed"] in self.spec["seeds"]
         ]
 
-    @property
-    def rows(self):
+    def _rows(self):
         baseline = self._matching((), None)
         rows = []
         for config in self.spec["configurations"]:
@@ -334,56 +330,6 @@ class TrainingAblationResult(AblationResult):
             text += f" Incomplete: {len(self.missing)} run(s) missing."
         return text
 
-    def _figsize(self):
-        width = 2.0 + 0.8 * len(self.rows)
-        return (min(max(width, 6.0), 16.0), 4.8)
-
-    def _draw(self, ax, metric):
-        rows = self.rows
-        labels = [
-            row["configuration"]
-            + ("" if row["scale"] is None else f"\n×{row['scale']:g}")
-            for row in rows
-        ]
-        means = [row[f"{metric}_mean"] for row in rows]
-        stds = [row[f"{metric}_std"] or 0.0 for row in rows]
-        positions = np.arange(len(rows))
-        colors = [
-            "0.6" if not row["enabled"] else "tab:blue" for row in rows
-        ]
-        ax.bar(
-            positions,
-            [m if m is not None else np.nan for m in means],
-            yerr=stds,
-            capsize=4,
-            color=colors,
-            alpha=0.8,
-        )
-        for position, row in zip(positions, rows):
-            seeds = self._seed_values(row, metric)
-            ax.plot(
-                [position] * len(seeds), seeds, "k.", markersize=4, zorder=3
-            )
-        baseline = rows[0][f"{metric}_mean"] if rows else None
-        if baseline is not None:
-            ax.axhline(baseline, color="0.3", linestyle="--", linewidth=1,
-                       label="baseline (no noise)")
-            ax.legend(loc="lower right")
-        finite = [v for row in rows for v in self._seed_values(row, metric)]
-        if finite:
-            low, high = min(finite), max(finite)
-            pad = max(high - low, 1e-3) * 0.6
-            ax.set_ylim(low - pad, high + pad)
-        ax.set_xticks(positions, labels, rotation=30, ha="right")
-        ax.set_ylabel(f"validation {metric}")
-        ax.set_title(
-            f"Validation {metric} per noise configuration "
-            f"(bars: mean over {len(self.spec['seeds'])} seeds, "
-            "error bars: sd, dots: seeds)",
-            fontsize=10,
-        )
-        ax.grid(axis="y", alpha=0.3)
-
     def _seed_values(self, row, metric):
         return [
             m[metric]
@@ -410,8 +356,7 @@ class SensitivityAblationResult(AblationResult):
     def _all_metrics(self):
         return [self.spec["clean"]] + super()._all_metrics()
 
-    @property
-    def rows(self):
+    def _rows(self):
         clean = [self.spec["clean"]]
         rows = []
         for layer in self.spec["layers"]:
@@ -456,32 +401,3 @@ class SensitivityAblationResult(AblationResult):
     def _noise_kind(self):
         kinds = set(self.spec["noise"].values())
         return kinds.pop() if len(kinds) == 1 else "each layer's noise"
-
-    def _draw(self, ax, metric):
-        scales = self.spec["scales"]
-        for layer in self.spec["layers"]:
-            rows = [r for r in self.rows if r["layer"] == layer]
-            mean = np.array([r[f"{metric}_mean"] for r in rows], dtype=float)
-            std = np.array([r[f"{metric}_std"] or 0.0 for r in rows])
-            (line,) = ax.plot(scales, mean, "o-", label=layer)
-            ax.fill_between(
-                scales, mean - std, mean + std, color=line.get_color(),
-                alpha=0.2,
-            )
-        ax.axhline(
-            self.spec["clean"][metric], color="0.3", linestyle="--",
-            linewidth=1, label="no noise",
-        )
-        if min(scales) > 0 and max(scales) / min(scales) >= 10:
-            ax.set_xscale("log", base=2)
-            ax.minorticks_off()
-        ax.set_xticks(scales, [f"{s:g}" for s in scales])
-        ax.set_xlabel(f"noise scale (multiple of {self._noise_kind()})")
-        ax.set_ylabel(metric)
-        ax.set_title(
-            f"{metric} with noise in a single layer (lines: mean over "
-            f"{self.spec['draws']} draws, bands: ± sd)",
-            fontsize=10,
-        )
-        ax.legend()
-        ax.grid(alpha=0.3)
