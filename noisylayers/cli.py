@@ -1,45 +1,62 @@
-"""The `noisylayers` command: per-layer weight-noise ablations.
+"""The `noisylayers` command: parses the arguments, calls the library, prints.
 
-`noisylayers ablate` trains a small model with weight noise in different sets
-of layers (a training ablation, over seeds), then puts noise into one layer
-of the trained no-noise model at a time (a sensitivity ablation), and writes
-tables, plots and the trained models. `noisylayers merge` combines the
-directories of a sharded ablation. `noisylayers sensitivity` scores the
-per-layer noise robustness of any saved Keras model. Run
-`noisylayers COMMAND --help`.
+`noisylayers ablate` runs `noisylayers.ablation.run_ablation` (a training
+ablation of a built-in model, then a sensitivity ablation of its trained
+no-noise model), `noisylayers merge` combines the directories of a sharded
+ablation (`merge`, then `finish_ablation`), and `noisylayers sensitivity`
+scores the per-layer noise robustness of any saved Keras model
+(`sensitivity_ablation`). Run `noisylayers COMMAND --help`.
+
+Bad arguments give a one-line error and exit status 2: the command's own
+checks, and the errors of the calls that only check arguments (parsing a
+noise spec, loading the files, `check_settings`, ...), raise `UsageError`.
+An error anywhere else is a bug, and shows its traceback.
 """
 
 import argparse
-import datetime
-import functools
+import contextlib
 import os
 import sys
 import textwrap
 
 import keras
+import numpy as np
 
 import noisylayers
 from noisylayers import noise as noise_module
-from noisylayers.noise.base import ESTIMATORS
 from noisylayers.ablation import merge
+from noisylayers.ablation import pipeline
 from noisylayers.ablation import sensitivity_ablation
-from noisylayers.ablation import training_ablation
+from noisylayers.ablation import store
 from noisylayers.ablation.models import TASKS
-from noisylayers.ablation.sensitivity import DEFAULT_SCALES
+from noisylayers.ablation.optional import MissingDependencyError
+from noisylayers.ablation.pipeline import DEFAULTS
+from noisylayers.ablation.pipeline import SENSITIVITY_DRAWS
+from noisylayers.ablation.pipeline import noise_text
 from noisylayers.ablation.plan import parse_shard
-from noisylayers.ablation.store import load_spec
+from noisylayers.ablation.sensitivity import DEFAULT_SCALES
+from noisylayers.ablation.sensitivity import sensitivity_layers
+from noisylayers.noise.base import ESTIMATORS
 
-DEFAULTS = {
-    "model": "cnn",
-    "noise": "gaussian:0.1",  # normalized: as `noise_text` writes it
-    "epochs": 10,
-    "seeds": 3,
-    "scales": None,
-    "samples": None,
-    "batch_size": 32,
-    "estimator": None,
-}
-SENSITIVITY_DRAWS = 5
+
+class UsageError(ValueError):
+    """A bad command-line argument: reported in one line, exit status 2."""
+
+
+@contextlib.contextmanager
+def _usage_errors():
+    """Turns the `ValueError`s and `TypeError`s of the block into `UsageError`s.
+
+    Only for calls that check arguments (or read the files they name):
+    anything else that fails is a bug and must show its traceback.
+    """
+    try:
+        yield
+    except UsageError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+
 
 _EPILOG = """\
 examples:
@@ -99,27 +116,17 @@ def parse_noise(text):
     """Reads `--noise KIND[:VALUE | :NAME=VALUE,...]` (`noise.parse`).
 
     Raises:
-        ValueError: for an unknown kind or an invalid value.
+        UsageError: for an unknown kind or an invalid value.
     """
-    noise_module.get(text.partition(":")[0].strip())  # an unknown kind
+    with _usage_errors():
+        noise_module.get(text.partition(":")[0].strip())  # an unknown kind
     try:
         return noise_module.parse(text)
     except (TypeError, ValueError) as e:
-        raise ValueError(
+        raise UsageError(
             "--noise must be KIND or KIND:VALUE (or KIND:NAME=VALUE,...): "
             f"{e} Received: --noise {text}"
         ) from None
-
-
-def noise_text(noise):
-    """The `--noise` text of a noise kind: `KIND:VALUE` for one parameter."""
-    config = noise.get_config()
-    if len(config) == 1:
-        (value,) = config.values()
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            aliases = {cls: alias for alias, cls in noise_module.ALIASES.items()}
-            return f"{aliases[type(noise)]}:{value:g}"
-    return noise_module.to_spec(noise)
 
 
 def _parser():
@@ -335,35 +342,43 @@ def _parser():
 
 
 def _load_npz(path):
-    import numpy as np
-
     try:
         with np.load(path) as data:
             if "x" not in data or "y" not in data:
-                raise ValueError(
+                raise UsageError(
                     f"--data {path} must hold arrays 'x' and 'y'; it holds "
                     f"{sorted(data.files)}."
                 )
             return data["x"], data["y"]
     except (OSError, EOFError) as e:
-        raise ValueError(f"--data {path}: cannot read it as .npz ({e}).") from None
+        raise UsageError(f"--data {path}: cannot read it as .npz ({e}).") from None
     except (KeyError, TypeError) as e:
-        raise ValueError(f"--data {path}: not a NumPy .npz file ({e}).") from None
+        raise UsageError(f"--data {path}: not a NumPy .npz file ({e}).") from None
+    except UsageError:
+        raise
+    except ValueError as e:  # e.g. a text file: NumPy reads it as a pickle
+        raise UsageError(f"--data {path}: {e}") from None
+
+
+def _load_model(path):
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # noqa: BLE001 - any loading failure is a bad file
+        raise UsageError(
+            f"MODEL {path}: cannot load it as a Keras model "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 def _sensitivity(args):
     if not os.path.isfile(args.model):
-        raise ValueError(f"MODEL {args.model}: no such file.")
+        raise UsageError(f"MODEL {args.model}: no such file.")
     x, y = _load_npz(args.data)
-    try:
-        model = keras.models.load_model(args.model)
-    except Exception as e:  # noqa: BLE001 - any loading failure is a bad file
-        raise ValueError(
-            f"MODEL {args.model}: cannot load it as a Keras model "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from None
+    model = _load_model(args.model)
     noise = None if args.noise is None else parse_noise(args.noise)
-    out = args.out or _new_out_dir("sensitivity")
+    with _usage_errors():
+        sensitivity_layers(model, args.layers, noise)
+    out = args.out or pipeline.new_out_dir("sensitivity")
     result = sensitivity_ablation(
         model,
         (x, y),
@@ -409,29 +424,11 @@ def _add_report_options(parser):
     )
 
 
-def _saved_settings(spec):
-    """The `ablate` settings of a saved ablation, as `DEFAULTS` has them."""
-    meta = spec.get("metadata", {})
-    if "model" not in meta or meta["model"] not in TASKS:
-        raise ValueError(
-            "The directory holds a training ablation that 'noisylayers "
-            "ablate' did not write (its settings name no --model)."
-        )
-    seeds = spec["seeds"]
-    return {
-        "model": meta["model"],
-        "noise": meta["noise"],
-        "epochs": spec["epochs"],
-        "seeds": len(seeds),
-        "scales": spec["scales"],
-        "samples": meta.get("samples"),
-        "batch_size": spec["batch_size"],
-        "estimator": meta.get("estimator"),
-    }
-
-
 def _settings(args):
-    """Resolves the `ablate` settings: command line, saved, defaults."""
+    """The `ablate` settings given on the command line, or saved in --resume.
+
+    Options given with --resume must agree with the saved settings.
+    """
     given = {
         key: getattr(args, key)
         for key in DEFAULTS
@@ -442,13 +439,13 @@ def _settings(args):
     if "noise" in given:
         given["noise"] = noise_text(parse_noise(given["noise"]))
     if args.resume is None:
-        settings = {**DEFAULTS, **given}
-        return settings
-    saved = _saved_settings(load_spec(args.resume))
+        return given
+    with _usage_errors():
+        saved = pipeline.saved_settings(args.resume)
     for key, value in given.items():
         if value != saved[key]:
             option = "--" + key.replace("_", "-")
-            raise ValueError(
+            raise UsageError(
                 f"{option} {value} differs from the setting saved in "
                 f"{args.resume} ({saved[key]}). Leave it out to resume, or "
                 "start a new ablation in another --out."
@@ -456,29 +453,11 @@ def _settings(args):
     return saved
 
 
-def _new_out_dir(prefix="ablation"):
-    stem = datetime.datetime.now().strftime(f"{prefix}-%Y%m%d-%H%M%S")
-    out, n = stem, 1
-    while os.path.exists(out):
-        n += 1
-        out = f"{stem}-{n}"
-    return out
-
-
-def _use_jax_compilation_cache(out):
-    """Compiles each model's steps once for all runs, on the JAX backend.
-
-    Every run of an ablation compiles the same computation; without JAX's
-    persistent compilation cache, compiling takes most of a short run.
-    """
-    if keras.backend.backend() != "jax":
-        return
-    import jax
-
-    if jax.config.jax_compilation_cache_dir is None:
-        cache = os.path.join(out, ".jax-cache")
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+def _sensitivity_options(args):
+    return {
+        "sensitivity_scales": _flatten(args.sensitivity_scales) or list(DEFAULT_SCALES),
+        "draws": args.draws,
+    }
 
 
 def _ablate(args):
@@ -486,39 +465,33 @@ def _ablate(args):
         if args.out is not None and os.path.abspath(args.out) != os.path.abspath(
             args.resume
         ):
-            raise ValueError(
+            raise UsageError(
                 "--resume DIR continues the ablation in DIR: leave out --out. "
                 f"Received: --resume {args.resume} --out {args.out}"
             )
         out = args.resume
     else:
-        out = args.out or _new_out_dir()
+        out = args.out or pipeline.new_out_dir()
     settings = _settings(args)
-    task = TASKS[settings["model"]]
-    noise = parse_noise(settings["noise"])
-    try:
-        task.build(noise=noise, estimator=settings["estimator"])
-    except ValueError as e:
-        raise ValueError(
-            f"--model {task.name} --noise {settings['noise']} --estimator "
-            f"{settings['estimator']}: {e}"
-        ) from None
-    data = task.data(samples=settings["samples"])
-    (x_train, _), (x_val, _) = data
-    if len(x_train) < 2 or len(x_val) < 1:
-        raise ValueError(
-            f"--samples {settings['samples']} leaves {len(x_train)} training "
-            f"and {len(x_val)} validation examples: use at least 10."
+    options = _sensitivity_options(args)
+    with _usage_errors():
+        settings = pipeline.check_settings(
+            **settings, **options, out_dir=out, shard=args.shard
         )
-    resuming = os.path.isfile(os.path.join(out, "ablation.json"))
+    resuming = store.has_spec(out)
     print(
         f"{'Resuming the ablation' if resuming else 'Ablation'} of "
-        f"{task.description}, noise {settings['noise']}, {settings['epochs']} epochs, "
-        f"{settings['seeds']} seed(s), in {out}/"
+        f"{TASKS[settings['model']].description}, noise {settings['noise']}, "
+        f"{settings['epochs']} epochs, {settings['seeds']} seed(s), in {out}/"
     )
-    _use_jax_compilation_cache(out)
     try:
-        return _train_and_report(out, task, noise, settings, data, args)
+        report = pipeline.run_ablation(
+            **settings,
+            **options,
+            out_dir=out,
+            shard=args.shard,
+            progress=not args.no_progress,
+        )
     except KeyboardInterrupt:
         print(
             "\nInterrupted. The finished runs are saved; continue with:\n"
@@ -526,111 +499,41 @@ def _ablate(args):
             file=sys.stderr,
         )
         return 130
-
-
-def _train_and_report(out, task, noise, settings, data, args):
-    result = training_ablation(
-        functools.partial(task.build, noise=noise, estimator=settings["estimator"]),
-        data,
-        epochs=settings["epochs"],
-        seeds=list(range(settings["seeds"])),
-        scales=settings["scales"],
-        batch_size=settings["batch_size"],
-        out_dir=out,
-        shard=args.shard,
-        save_models=True,
-        metadata={
-            "model": task.name,
-            "noise": settings["noise"],
-            "samples": settings["samples"],
-            **({"estimator": settings["estimator"]} if settings["estimator"] else {}),
-        },
-        progress=not args.no_progress,
-    )
-    if not result.complete:
-        print(result)
+    if report.sensitivity is None:
+        print(report.training)
         done = "" if args.shard is None else "Shard {}/{} is done. ".format(
             *args.shard
         )
         print(
-            f"\n{done}{len(result.missing)} run(s) of the ablation are in "
-            "other shards. When they are done, combine the directories with\n"
-            f"  noisylayers merge {out} OTHER_DIRS... --out MERGED_DIR"
+            f"\n{done}{len(report.training.missing)} run(s) of the ablation "
+            "are in other shards. When they are done, combine the directories "
+            f"with\n  noisylayers merge {out} OTHER_DIRS... --out MERGED_DIR"
         )
         return 0
-    return _report(out, result, data, args)
+    print()
+    print(report)
+    return 0
 
 
 def _merge(args):
-    result = merge(args.dirs, out_dir=args.out)
-    if not result.complete:
-        print(result)
+    with _usage_errors():
+        training = merge(args.dirs, out_dir=args.out)
+        pipeline.saved_settings(args.out)  # written by 'noisylayers ablate'
+    if not training.complete:
+        print(training)
         print(
-            f"noisylayers merge: error: the directories lack {len(result.missing)} "
-            f"run(s) of the ablation, e.g. {result.missing[0]}. Run the "
+            f"noisylayers merge: error: the directories lack {len(training.missing)} "
+            f"run(s) of the ablation, e.g. {training.missing[0]}. Run the "
             f"missing shards, then merge again. Merged runs are in {args.out}/.",
             file=sys.stderr,
         )
         return 1
-    settings = _saved_settings(result.spec)
-    data = TASKS[settings["model"]].data(samples=settings["samples"])
-    return _report(args.out, result, data, args)
-
-
-def _print_noise_stats(out, result):
-    """Per-layer noise figures (sparsity, learned sigma) of the all-noise model."""
-    run = next(
-        (
-            r
-            for r in result.records
-            if r["configuration"] == "all"
-            and r["seed"] == result.spec["seeds"][0]
-            and r.get("model")
-        ),
-        None,
-    )
-    if run is None:
-        return
-    model = keras.models.load_model(os.path.join(out, run["model"]))
-    print(f"\nNoise in the model trained with noise everywhere ({run['id']}):")
-    print(noisylayers.noise_stats(model))
-
-
-def _report(out, result, data, args):
-    """Writes the training tables, runs and writes the sensitivity ablation."""
-    print()
-    print(result)
-    written = result.save(out, "training")
-    baseline = next(
-        r
-        for r in result.records
-        if not r["enabled"] and r["seed"] == result.spec["seeds"][0]
-    )
-    if not baseline.get("model"):
-        raise ValueError(
-            f"{out} has no saved baseline model for the sensitivity "
-            "ablation: it was written without `save_models=True`."
-        )
-    _print_noise_stats(out, result)
-    model = keras.models.load_model(os.path.join(out, baseline["model"]))
-    scales = _flatten(args.sensitivity_scales) or list(DEFAULT_SCALES)
-    sensitivity = sensitivity_ablation(
-        model,
-        data[1],
-        scales=scales,
-        draws=args.draws,
-        metadata={"model": baseline["model"]},
+    report = pipeline.finish_ablation(
+        training, args.out, **_sensitivity_options(args),
         progress=not args.no_progress,
     )
     print()
-    print(sensitivity)
-    written += sensitivity.save(out, "sensitivity")
-    models = len(result.records)
-    print("\nWrote:")
-    for path in written:
-        print(f"  {path}")
-    print(f"  {os.path.join(out, 'models')}/*.keras ({models} trained models)")
-    print(f"  {os.path.join(out, 'runs')}/*.json (one record per run)")
+    print(report)
     return 0
 
 
@@ -641,8 +544,9 @@ def main(argv=None):
         argv: The arguments (default: `sys.argv[1:]`).
 
     Returns:
-        0 on success, 1 when a merge lacks runs or a file cannot be written,
-        2 for invalid arguments, 130 when interrupted.
+        0 on success, 1 when a merge lacks runs, a file cannot be written
+        or an optional dependency is missing, 2 for invalid arguments (a
+        `UsageError`), 130 when interrupted.
     """
     parser = _parser()
     try:
@@ -654,10 +558,10 @@ def main(argv=None):
         return 2
     try:
         return args.run(args)
-    except (ValueError, TypeError) as e:
+    except UsageError as e:
         print(f"noisylayers {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:
+    except (OSError, MissingDependencyError) as e:
         print(f"noisylayers {args.command}: error: {e}", file=sys.stderr)
         return 1
 

@@ -140,3 +140,77 @@ def test_shards_and_merge_lstm(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "the directories lack 11 run(s)" in err and "Traceback" not in err
     assert len(os.listdir(os.path.join(merged, "runs"))) == 4
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ablate", "--noise", "dropconnect", "--estimator", "flipout"],
+         "Estimator 'flipout' cannot be used"),
+        (["ablate", "--samples", "2"], "leaves 1 training and 1 validation examples"),
+        (["ablate", "--resume", "a", "--out", "b"],
+         "--resume DIR continues the ablation in DIR: leave out --out"),
+    ],
+)
+def test_bad_settings_exit_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # were it to run, it would write here
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_usage_error_is_a_value_error():
+    from noisylayers.cli import UsageError
+
+    assert issubclass(UsageError, ValueError)
+
+
+def test_an_internal_error_shows_its_traceback(tmp_path, monkeypatch):
+    """Only a `UsageError` is reported as a bad argument (exit 2)."""
+    import noisylayers.cli as cli
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(cli.pipeline, "run_ablation", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["ablate", "--model", "mlp", "--out", str(tmp_path / "a"), *TINY])
+
+
+def test_an_internal_error_in_sensitivity_shows_its_traceback(tmp_path, monkeypatch):
+    import keras
+    import numpy as np
+
+    import noisylayers.cli as cli
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    model.compile("adam", "mse")
+    model.save(str(tmp_path / "m.keras"))
+    np.savez(str(tmp_path / "d.npz"), x=np.zeros((4, 4), "float32"), y=np.zeros((4, 3)))
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(cli, "sensitivity_ablation", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["sensitivity", str(tmp_path / "m.keras"), "--data", str(tmp_path / "d.npz"),
+              "--noise", "relative_gaussian", "--no-progress"])
+
+
+def test_a_missing_optional_dependency_exits_1(tmp_path, monkeypatch, capsys):
+    import noisylayers.cli as cli
+    from noisylayers.ablation.optional import MissingDependencyError
+    from noisylayers.ablation.optional import require
+
+    with pytest.raises(MissingDependencyError, match=r"noisylayers\[ablation\]"):
+        require("no_such_module_here", "tests")
+
+    def missing(*args, **kwargs):
+        require("no_such_module_here", "the digits data")
+
+    monkeypatch.setattr(cli.pipeline, "run_ablation", missing)
+    assert main(["ablate", "--model", "mlp", "--out", str(tmp_path / "a"), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "No module named 'no_such_module_here', needed for the digits data" in err
+    assert "Traceback" not in err

@@ -6,14 +6,23 @@
   and shardable; `merge` combines shard directories.
 - `sensitivity_ablation`: put noise into one layer of a trained model at a
   time, at a range of scales, and evaluate.
+- `run_ablation`: both, on a built-in model, in one call: what
+  `noisylayers ablate` runs (`finish_ablation` completes a merged one).
 
-Both return results (`TrainingAblationResult`, `SensitivityAblationResult`)
-that print as a table and write Markdown, CSV, JSON and PNG plots.
-`noisylayers.ablation.models` holds the models and data of the
-`noisylayers ablate` command.
+The results (`TrainingAblationResult`, `SensitivityAblationResult`) print
+as a table and write Markdown, CSV, JSON and PNG plots.
+
+The modules, in the order a run goes through them: `models` (the built-in
+models and data), `plan` (configurations, runs, shards), `training` (the
+runner), `store` (the directory on disk), `sensitivity`, `results`,
+`tables` and `plotting` (the outputs), `pipeline` (`run_ablation`), and
+`checks`, `progress` and `optional` (helpers).
 """
 
 from noisylayers.ablation import models
+from noisylayers.ablation.pipeline import AblationReport
+from noisylayers.ablation.pipeline import finish_ablation
+from noisylayers.ablation.pipeline import run_ablation
 from noisylayers.ablation.plan import configurations
 from noisylayers.ablation.results import AblationResult
 from noisylayers.ablation.results import SensitivityAblationResult
@@ -23,12 +32,15 @@ from noisylayers.ablation.training import merge
 from noisylayers.ablation.training import training_ablation
 
 __all__ = [
+    "AblationReport",
     "AblationResult",
     "SensitivityAblationResult",
     "TrainingAblationResult",
     "configurations",
+    "finish_ablation",
     "merge",
     "models",
+    "run_ablation",
     "sensitivity_ablation",
     "training_ablation",
 ]
