@@ -1,4 +1,10 @@
-"""noisylayers: noise on a neural network's weights, as Keras 3 layers."""
+"""noisylayers: noise on a neural network's weights, as Keras 3 layers.
+
+`import noisylayers` loads what a saved model needs (the layers, the noise
+kinds, the controls); `noisylayers.ablation` is imported on first use.
+"""
+
+import importlib
 
 from noisylayers import noise
 from noisylayers.layers import NoisyConv1D
@@ -18,7 +24,6 @@ from noisylayers.control import noise_layers
 from noisylayers.control import noise_scope
 from noisylayers.control import set_noise
 from noisylayers import callbacks
-from noisylayers import ablation
 
 __version__ = "0.1.0"
 
@@ -43,3 +48,14 @@ __all__ = [
     "callbacks",
     "ablation",
 ]
+
+
+def __getattr__(name):
+    # The ablation toolkit (and what it needs) is imported on first use.
+    if name == "ablation":
+        return importlib.import_module("noisylayers.ablation")
+    raise AttributeError(f"module 'noisylayers' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), "ablation"})

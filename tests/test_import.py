@@ -52,3 +52,41 @@ def test_public_names():
         assert hasattr(noisylayers, name)
     for name in ("Gaussian", "MultiplicativeGaussian", "DropConnect", "Noise", "get", "serialize", "deserialize"):
         assert hasattr(noisylayers.noise, name)
+
+
+# What `import noisylayers` must not load: the ablation toolkit and what only
+# it needs, and TFP (only for a TFP prior). Keras itself may load some.
+LAZY = """
+import sys
+import keras
+before = set(sys.modules)
+import noisylayers
+new = set(sys.modules) - before
+heavy = {"tqdm", "matplotlib", "sklearn", "tensorflow_probability", "tf_keras"}
+assert not {m.split(".")[0] for m in new} & heavy, sorted(new)
+assert "noisylayers.ablation" not in sys.modules
+assert "ablation" in dir(noisylayers)
+from noisylayers import ablation
+assert noisylayers.ablation is ablation and callable(ablation.run_ablation)
+assert "tqdm" not in sys.modules  # imported when a progress bar is shown
+try:
+    noisylayers.no_such_name
+except AttributeError as e:
+    assert "no_such_name" in str(e)
+else:
+    raise AssertionError("no AttributeError")
+print("OK")
+"""
+
+
+def test_import_is_lazy():
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
