@@ -1,6 +1,7 @@
 """Keras callbacks that act on weight noise during training."""
 
 import math
+import numbers
 
 import keras
 
@@ -26,7 +27,11 @@ class NoiseSchedule(keras.callbacks.Callback):
       ends: `end + (start - end) * (1 + cos(pi * t)) / 2`, `t` going from
       0 to 1.
     - a callable: `schedule(index)` returns the scale for that index (the
-      epoch, or the step, counted from 0).
+      epoch, or the step, counted from 0): a function, or any of Keras'
+      schedules (`keras.optimizers.schedules.CosineDecay`,
+      `ExponentialDecay`, `PiecewiseConstantDecay`, a
+      `LearningRateSchedule` of your own, ...), whose value (a tensor) is
+      taken as a float.
 
     The callback only changes `scale`: use `noisylayers.set_noise` to
     switch layers on or off. Like `set_noise`, it acts on the layers'
@@ -39,7 +44,8 @@ class NoiseSchedule(keras.callbacks.Callback):
 
     Args:
         schedule: `"constant"`, `"linear"`, `"cosine"` or a callable taking
-            the epoch (or step) index and returning a non-negative number.
+            the epoch (or step) index and returning a non-negative number
+            (or a scalar tensor), such as a Keras learning-rate schedule.
         start: Non-negative number, the scale at index 0 of a ramp.
             Defaults to `0.0` (see `"constant"`).
         end: Non-negative number, the scale at the end of the ramp and
@@ -79,6 +85,9 @@ class NoiseSchedule(keras.callbacks.Callback):
         return 0.5 ** (epoch // 10)
 
     noisylayers.callbacks.NoiseSchedule(halve_every_10_epochs, layers="conv*")
+
+    # Keras' schedules: from 1 down to 0 along a cosine over 10 epochs.
+    noisylayers.callbacks.NoiseSchedule(keras.optimizers.schedules.CosineDecay(1.0, 10))
     ```
     """
 
@@ -136,7 +145,7 @@ class NoiseSchedule(keras.callbacks.Callback):
             The scale, a non-negative float.
         """
         if callable(self.schedule):
-            return check_number("scale", self.schedule(index), 0.0)
+            return check_number("scale", _python_number(self.schedule(index)), 0.0)
         if self.schedule == "constant":
             return self.end
         duration = self._duration()
@@ -202,6 +211,16 @@ class NoiseSchedule(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._scale is not None:
             logs[self._log_key] = self._scale
+
+
+def _python_number(value):
+    """A schedule's value as a float: Keras' schedules return tensors."""
+    if isinstance(value, (numbers.Number, str)) or value is None:
+        return value  # `check_number` accepts or refuses it
+    try:
+        return float(keras.ops.convert_to_numpy(value))
+    except (TypeError, ValueError):
+        return value
 
 
 class KLWarmup(NoiseSchedule):
@@ -277,6 +296,15 @@ class NoiseStats(keras.callbacks.Callback):
 
     def __init__(self, log_dir=None, layers=None):
         super().__init__()
+        if log_dir is not None:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ImportError(
+                    "NoiseStats(log_dir=...) writes TensorBoard event files, "
+                    "which needs the `tensorboard` package: `pip install "
+                    f"tensorboard`. Received: log_dir={log_dir!r}"
+                ) from None
         self.log_dir = log_dir
         self.layers = layers
         self._writer = None

@@ -131,3 +131,33 @@ def test_errors_during_fit():
         fit(zero_model(), 1, NoiseSchedule(lambda epoch: -1.0))
     with pytest.raises(ValueError, match="named 'c'"):
         fit(zero_model(), 1, NoiseSchedule("constant", layers="c"))
+
+
+def test_keras_schedules():
+    schedules = keras.optimizers.schedules
+    cosine = NoiseSchedule(schedules.CosineDecay(1.0, 10))
+    scales = [cosine.scale_at(i) for i in (0, 5, 10, 20)]
+    assert scales == pytest.approx([1.0, 0.5, 0.0, 0.0], abs=1e-6)
+    assert all(type(s) is float for s in scales)
+    steps = NoiseSchedule(schedules.PiecewiseConstantDecay([1], [0.0, 2.0]))
+    assert [steps.scale_at(i) for i in range(3)] == [0.0, 0.0, 2.0]
+
+    class Halve(schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.5 ** keras.ops.cast(step, "float32")
+
+    history = fit(zero_model(), 3, NoiseSchedule(Halve()))
+    assert history["noise_scale"] == pytest.approx([1.0, 0.5, 0.25])
+    assert history["loss"][0] > 0.0
+    decay = schedules.ExponentialDecay(1.0, decay_steps=1, decay_rate=0.5)
+    warmup = noisylayers.callbacks.KLWarmup(decay, duration=3)
+    assert warmup.scale_at(2) == pytest.approx(0.25)
+
+
+def test_a_schedule_value_is_checked():
+    with pytest.raises(ValueError, match="Received: scale=-1"):
+        NoiseSchedule(lambda i: keras.ops.convert_to_tensor(-1.0)).scale_at(0)
+    with pytest.raises(TypeError, match="Received: scale="):
+        NoiseSchedule(lambda i: keras.ops.ones(2)).scale_at(0)
+    with pytest.raises(TypeError, match="Received: scale='high'"):
+        NoiseSchedule(lambda i: "high").scale_at(0)
