@@ -14,6 +14,9 @@ uses private details of Keras 3 (pinned by `tests/test_keras_private.py`):
   applied. We record which variables were assigned (BatchNormalization
   statistics, the inner layer's seed generators, ...) and write them back.
 - `Layer._flatten_layers`: to find LoRA-enabled or quantized sublayers.
+- `Operation.compute_output_spec` traces `call` on symbolic inputs; a
+  `Layer` overrides it, so `WeightNoise` calls the `Operation` version on
+  itself (`trace_output_spec`) when its wrapped layer cannot answer.
 - `Layer.__call__` runs `self.call`, so an instance attribute `call`
   replaces a layer's computation for a while (`override_call`): the Flipout
   LSTM runs Keras' own recurrent loop (masking, `go_backwards`, states)
@@ -111,6 +114,15 @@ def own_variables(layer):
 def sublayers(layer):
     """`layer` and all the layers it contains, depth first."""
     return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+def trace_output_spec(layer, *args, **kwargs):
+    """The output spec of `layer(*args, **kwargs)`, by tracing its `call`.
+
+    What `keras.Operation.compute_output_spec` does, bypassing the `Layer`
+    override (which would ask the layer's `compute_output_shape`).
+    """
+    return keras.Operation.compute_output_spec(layer, *args, **kwargs)
 
 
 @contextlib.contextmanager

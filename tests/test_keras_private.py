@@ -104,3 +104,21 @@ def test_substitute_leaves_no_scope_after_an_exception():
             raise RuntimeError("boom")
     assert get_stateless_scope() is None
     np.testing.assert_array_equal(numpy(target.value), 0.0)
+
+
+def test_trace_output_spec_traces_call_past_the_layer_override():
+    """`WeightNoise` traces its `call` when the wrapped layer cannot answer."""
+
+    class Doubling(layers.Layer):
+        def call(self, x):
+            return ops.concatenate([x, x], axis=-1)
+
+        def compute_output_shape(self, input_shape):
+            raise NotImplementedError
+
+    layer = Doubling()
+    spec = _keras_private.trace_output_spec(layer, keras.KerasTensor((2, 3)))
+    assert tuple(spec.shape) == (2, 6)
+    # The `Layer` override asks `compute_output_shape` instead.
+    with pytest.raises(NotImplementedError):
+        layer.compute_output_spec(keras.KerasTensor((2, 3)))

@@ -4,6 +4,7 @@ import inspect
 
 import keras
 
+from noisylayers import _keras_private
 from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
 
@@ -162,7 +163,7 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         if _overrides(self.layer, "compute_output_shape"):
             kwargs = self._layer_kwargs(dict(kwargs))
             return self.layer.compute_output_spec(*args, **kwargs)
-        return keras.Operation.compute_output_spec(self, *args, **kwargs)
+        return _keras_private.trace_output_spec(self, *args, **kwargs)
 
     @property
     def reset_state(self):
