@@ -2,6 +2,8 @@
 
 import statistics
 
+from noisylayers.ablation.tables import markdown_table
+
 NOISY_PREFIX = "nl-"
 
 
@@ -136,8 +138,7 @@ def _spread_row(configs, keys, phase):
 
 
 def _header(keys):
-    return ["| contender | " + " | ".join(keys) + " |",
-            "|---|" + "---|" * len(keys)]
+    return markdown_table(["contender", *keys])
 
 
 def markdown(results):
