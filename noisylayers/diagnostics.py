@@ -181,4 +181,7 @@ def mc_predict(model, x, samples=30, batch_size=None, seed=None):
             if seed is not None:
                 layer.seed_generator.state.assign(state)
     stacked = np.stack(outputs)
-    return stacked.mean(axis=0), stacked.std(axis=0)
+    # In float64, so that identical samples give a spread of exactly 0.
+    mean = stacked.mean(axis=0, dtype=np.float64)
+    std = stacked.std(axis=0, dtype=np.float64)
+    return mean.astype(stacked.dtype), std.astype(stacked.dtype)

@@ -162,8 +162,12 @@ class Factorized(Noise):
         return self.perturbations([value], seed, [state])[0]
 
     def perturbation_stddev(self, value, state=None):
-        # E[f(a)^2 f(b)^2] = E|a| E|b| = 2 / pi for standard normals a, b.
-        return ops.abs(state["sigma"].value) * math.sqrt(2.0 / math.pi)
+        # E[f(a)^2 f(b)^2] = E|a| E|b| = 2 / pi for standard normals a, b;
+        # a bias has one factor only: E[f(a)^2] = E|a| = sqrt(2 / pi).
+        sigma = ops.abs(state["sigma"].value)
+        if len(value.shape) >= 2:
+            return sigma * math.sqrt(2.0 / math.pi)
+        return sigma * (2.0 / math.pi) ** 0.25
 
     def unsupported_reason(self, estimator):
         if estimator == "flipout":

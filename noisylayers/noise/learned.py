@@ -49,7 +49,7 @@ def warn_unscaled_kl(noise):
 
 def softplus_inverse(stddev, dtype="float32"):
     """`rho` with `softplus(rho) == stddev` as closely as `dtype` allows."""
-    rho = math.log(math.expm1(stddev))
+    rho = stddev + math.log(-math.expm1(-stddev))  # log(expm1(s)), no overflow
     candidates = [np.dtype(dtype).type(rho)]
     candidates += [np.nextafter(candidates[0], d) for d in (-np.inf, np.inf)]
 
