@@ -5,10 +5,11 @@ a `Runner`: a zero-argument compiled training step and, where it makes sense,
 a zero-argument inference call. Each returns something the harness can wait
 on (a Python number, a numpy array or backend arrays).
 
-To add a contender (e.g. a new estimator once it lands in noisylayers), add
-an entry to `ESTIMATORS` (a noisylayers layer factory) or append a
-`Contender` to `CONTENDERS`; `counterpart` names the `tfp.layers` contender
-it must beat (see `report.targets`).
+To add a contender, add an entry to `ESTIMATORS` (a noisylayers wrapper
+factory, run with every kind of `NOISE_KINDS`), to `VARIANTS` (the variant
+layers `NoisyDense` / `NoisyConv2D` / `NoisyLSTM` with one estimator and one
+kind), or append a `Contender` to `CONTENDERS`; `counterpart` names the
+`tfp.layers` contender it must beat (see `report.targets`).
 """
 
 import dataclasses
@@ -129,10 +130,21 @@ NOISE_KINDS = {
 }
 
 
+# Kinds used by the variant contenders only (not run with every estimator).
+# LearnedGaussian is Bayes by backprop: a learned sigma per weight and a KL
+# term, as tfp.layers' mean-field posteriors (kl_weight = 1 / 60000, MNIST).
+VARIANT_NOISE_KINDS = {
+    "learned_gaussian": {
+        "class_name": "LearnedGaussian",
+        "config": {"dataset_size": 60000},
+    },
+}
+
+
 def _noise(kind):
     import noisylayers
 
-    return noisylayers.noise.get(NOISE_KINDS[kind])
+    return noisylayers.noise.get({**NOISE_KINDS, **VARIANT_NOISE_KINDS}[kind])
 
 
 def _zero_noise():
@@ -153,9 +165,10 @@ def _shared(layer, noise, seed):
     return noisylayers.WeightNoise(layer, noise=noise, seed=seed)
 
 
-# Estimators: how a noisylayers layer is made around a Keras layer. Add
-# "local_reparameterization" / "flipout" here as they land, with their TFP
-# counterparts below.
+# Estimators of the wrapper: how a noisylayers layer is made around a Keras
+# layer, run with every kind of NOISE_KINDS ("nl-<estimator>-<kind>"). The
+# per-example estimators (flipout, local_reparameterization) run the same
+# code in the wrapper and in the variants; they are timed as variants below.
 ESTIMATORS = {
     "shared": _shared,
 }
@@ -177,6 +190,58 @@ def _noisy_maker(estimator, noise, jit_compile="auto"):
         return _keras_runner(model, x, y)
 
     return make
+
+
+def _variant_classes():
+    import keras
+    import noisylayers
+
+    return {
+        keras.layers.Dense: noisylayers.NoisyDense,
+        keras.layers.Conv2D: noisylayers.NoisyConv2D,
+        keras.layers.LSTM: noisylayers.NoisyLSTM,
+    }
+
+
+def variant_of(layer, noise, seed, estimator):
+    """The noisylayers variant of a plain Keras layer (same config).
+
+    Raises `NotSupported` where the variant does not have `estimator` (e.g.
+    `NoisyLSTM` and local reparameterization).
+    """
+    cls = _variant_classes()[type(layer)]
+    config = layer.get_config()
+    config.pop("seed", None)  # LSTM's dropout seed; the variant's is noise's
+    try:
+        return cls(**config, noise=noise, estimator=estimator, seed=seed)
+    except ValueError as e:
+        if "cannot be used" in str(e):
+            raise NotSupported(
+                f"n/a: {cls.__name__} has no {estimator} estimator"
+            ) from e
+        raise
+
+
+def _variant_maker(estimator, noise):
+    def make(config, x, y):
+        seeds = itertools.count(1)
+
+        def wrap(layer):
+            return variant_of(layer, _noise(noise), next(seeds), estimator)
+
+        return _keras_runner(keras_model(config.spec, wrap=wrap), x, y)
+
+    return make
+
+
+# The variant layers (NoisyDense, NoisyConv2D, NoisyLSTM), contender
+# "nl-variant-<estimator>-<kind>": (estimator, kind, in --quick).
+VARIANTS = [
+    ("shared", "gaussian", True),
+    ("flipout", "gaussian", True),
+    ("local_reparameterization", "gaussian", True),
+    ("flipout", "learned_gaussian", False),
+]
 
 
 def make_plain_xla(config, x, y):
@@ -357,6 +422,24 @@ def _noisy_contenders():
     return out
 
 
+def _variant_contenders():
+    out = []
+    for estimator, noise, quick in VARIANTS:
+        out.append(
+            Contender(
+                name=f"nl-variant-{estimator}-{noise}",
+                label=f"noisylayers Noisy* variant, {estimator}, {noise}",
+                family="noisylayers",
+                make=_variant_maker(estimator, noise),
+                estimator=estimator,
+                noise=noise,
+                counterpart=TFP_COUNTERPART.get(estimator),
+                quick=quick,
+            )
+        )
+    return out
+
+
 def _make_mechanism(config, x, y):
     def wrap(layer):
         return _shared(layer, _zero_noise(), 1)
@@ -390,6 +473,7 @@ CONTENDERS = [
         memory=False,
     ),
     *_noisy_contenders(),
+    *_variant_contenders(),
     Contender(
         "nl-mechanism",
         "noisylayers shared, zero noise (no draw)",

@@ -69,11 +69,26 @@ def targets(results):
     configs = {k: c for k, c in results["configs"].items() if c["batch"] == 128}
     noisy = [n for n, c in results["contenders"].items()
              if c["family"] == "noisylayers"]
+    shared = [n for n in ("nl-shared-gaussian", "nl-variant-shared-gaussian")
+              if n in results["contenders"]]
     for key, cfg in configs.items():
-        out.append(_target(
-            "shared additive Gaussian <= 1.05 x (plain + noise-draw floor)",
-            key, ratio_to_plain_plus_floor(cfg, "nl-shared-gaussian"), 1.05, le,
-            noise=noise_band(cfg)))
+        for n in shared:
+            out.append(_target(
+                "shared additive Gaussian <= 1.05 x (plain + noise-draw floor)",
+                key, ratio_to_plain_plus_floor(cfg, n), 1.05, le,
+                note=n, noise=noise_band(cfg)))
+    local = [n for n, c in results["contenders"].items()
+             if c["family"] == "noisylayers" and c["noise"] == "gaussian"
+             and c["estimator"] == "local_reparameterization"]
+    for key, cfg in configs.items():
+        if cfg["model"] != "mlp":
+            continue
+        for n in local:
+            if n in cfg["train"]:
+                out.append(_target(
+                    "local reparameterization, additive Gaussian <= 1.2 x plain",
+                    key, cfg["train"][n]["ratio"], 1.2, le, note=n,
+                    noise=noise_band(cfg)))
     for key, cfg in configs.items():
         worst = max(((cfg["infer"][n]["ratio"], n) for n in noisy
                      if n in cfg["infer"]), default=(None, None))
@@ -100,17 +115,30 @@ def targets(results):
                                None, 1 / 1.5, le,
                                note="noisylayers has no Flipout estimator yet"))
         for n in flipouts:
+            if "tfp-flipout" in cfg["unsupported"]:
+                note = f"{n}; tfp-flipout: {cfg['unsupported']['tfp-flipout']}"
+            else:
+                note = n
             out.append(_target("Flipout >= 1.5x faster than tfp Flipout "
                                "(time ratio)", key,
                                pair_ratio(cfg, n, "tfp-flipout"), 1 / 1.5, le,
-                               noise=noise_band(cfg)))
+                               note=note, noise=noise_band(cfg)))
     for key, cfg in configs.items():
         if cfg["model"] != "lstm":
             continue
         for n in noisy:
-            if n in cfg["train"]:
-                out.append(_target(f"LSTM wrapped ({n}) <= 1.1 x plain", key,
-                                   cfg["train"][n]["ratio"], 1.1, le,
+            c = results["contenders"][n]
+            if n not in cfg["train"]:
+                continue
+            if c["estimator"] == "flipout":
+                if c["noise"] != "gaussian":
+                    continue  # the target is for additive Gaussian noise
+                out.append(_target(f"LSTM flipout ({n}) <= 1.5 x plain", key,
+                                   cfg["train"][n]["ratio"], 1.5, le,
+                                   noise=noise_band(cfg)))
+            else:
+                out.append(_target(f"LSTM {c['estimator']} ({n}) <= 1.1 x plain",
+                                   key, cfg["train"][n]["ratio"], 1.1, le,
                                    noise=noise_band(cfg)))
     return out
 
@@ -119,9 +147,14 @@ def _fmt_ms(ms):
     return f"{ms:.3g} ms" if ms >= 0.1 else f"{ms * 1e3:.3g} us"
 
 
+def _unsupported_cell(why):
+    """TFP has no layer (e.g. LSTM); a variant may lack an estimator ("n/a")."""
+    return "n/a" if why.startswith("n/a") else "no layer"
+
+
 def _cell(cfg, phase, name):
     if name in cfg["unsupported"]:
-        return "no layer"
+        return _unsupported_cell(cfg["unsupported"][name])
     entry = cfg[phase].get(name)
     if entry is None:
         return "-"
@@ -147,14 +180,19 @@ def markdown(results):
     keys = list(configs)
     names = [n for n in results["contenders"] if n != "call-overhead"]
     label = lambda n: results["contenders"][n]["label"]  # noqa: E731
+    code = info.get("code")
+    at = "" if not code else f" at commit {code['commit']}" + (
+        " with local changes in noisylayers/" if code["noisylayers_modified"]
+        else "")
     lines = [
         f"Backend {results['backend']}, {info['cpu']}, {info['cores']} cores, "
-        f"{info['date'][:10]}; versions {info['versions']}.",
+        f"{info['date'][:10]}; versions {info['versions']}{at}.",
         "",
         "Figures are from one run: medians over "
         f"{results['settings']['rounds']} interleaved rounds of the per-round "
         "ratio to plain Keras (in parentheses: median time per step).",
         "",
+        *[f"Note: {n}\n" for n in results.get("notes", [])],
         "**Training step** (forward, backward, optimizer update; compiled)",
         "",
         *_header(keys),
@@ -196,12 +234,12 @@ def markdown(results):
             cells = []
             for k in mem:
                 m = mem[k].get(n)
-                if n in configs.get(k, {}).get("unsupported", {}):
-                    cells.append("no layer")
+                why = configs.get(k, {}).get("unsupported", {}).get(n) or (
+                    m or {}).get("unsupported")
+                if why is not None:
+                    cells.append(_unsupported_cell(why))
                 elif m is None:
                     cells.append("-")
-                elif "unsupported" in m:
-                    cells.append("no layer")
                 elif "delta_mib" in m:
                     cells.append(f"+{m['delta_mib']:.0f} MiB")
                 else:

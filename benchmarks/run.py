@@ -2,9 +2,10 @@
 
 Usage (from the repository root):
 
-    python benchmarks/run.py            # full run, ~11 min on 2 CPU cores
+    python benchmarks/run.py            # full run, ~15 min on 2 idle CPU cores
     python benchmarks/run.py --quick    # < 2 min on 2 CPU cores
     python benchmarks/run.py --backend jax [--quick]   # no TensorFlow needed
+    python benchmarks/run.py --gradvar-plot docs/gradient_variance.png
 
 Prints Markdown tables and writes JSON (and the tables) to
 benchmarks/results/latest-<backend>[-quick].{json,md} unless --out is given.
@@ -49,12 +50,18 @@ def parse_args(argv=None):
     p.add_argument("--no-memory", dest="memory", action="store_false")
     p.add_argument("--no-gradvar", action="store_true",
                    help="skip the gradient-variance measurement")
+    p.add_argument("--gradvar-plot", metavar="PATH",
+                   help="also plot the gradient variance vs batch size "
+                        "(e.g. docs/gradient_variance.png)")
     p.add_argument("--jobs", type=int, default=2,
                    help="parallel subprocesses for the memory figures")
     p.add_argument("--out", help="JSON output path")
     p.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "CONTENDER"),
                    help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.gradvar_plot and args.no_gradvar:
+        p.error("--gradvar-plot needs the gradient variance (drop --no-gradvar)")
+    return args
 
 
 class _BlockTensorFlow(importlib.abc.MetaPathFinder):
@@ -83,6 +90,30 @@ def setup_backend(backend):
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
+
+
+def code_state():
+    """The git commit measured, and whether noisylayers/ had local changes.
+
+    Read-only (`--no-optional-locks`: not even the index is refreshed).
+    """
+    import subprocess
+
+    def git(*args):
+        try:
+            out = subprocess.run(
+                ["git", "--no-optional-locks", *args], cwd=ROOT,
+                capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit is None:
+        return None
+    changed = git("status", "--porcelain", "--", "noisylayers")
+    return {"commit": commit,
+            "noisylayers_modified": None if changed is None else bool(changed)}
 
 
 def machine_info(backend):
@@ -125,6 +156,7 @@ def machine_info(backend):
         "cores": cores,
         "devices": devices,
         "versions": versions,
+        "code": code_state(),
     }
 
 
@@ -241,6 +273,9 @@ def main(argv=None):
         results["gradient_variance"] = gradvar.run(
             args.backend, batches, draws,
             names=gradvar.QUICK if args.quick else None, log=log)
+        if args.gradvar_plot:
+            gradvar.plot(results["gradient_variance"], args.gradvar_plot)
+            log(f"  wrote {args.gradvar_plot}")
 
     if with_memory:
         log("peak memory (one subprocess per contender)")
