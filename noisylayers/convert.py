@@ -151,6 +151,10 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     return new_model
 
 
+#: The keys a variant adds to its Keras layer's config.
+NOISE_CONFIG_KEYS = ("noise", "estimator", "targets", "seed", "format_version")
+
+
 def _keras_base(variant):
     for cls in type(variant).__mro__:
         if issubclass(cls, keras.layers.Layer) and not issubclass(cls, NoisyLayer):
@@ -211,7 +215,7 @@ def unwrap(model):
             config = {
                 k: v
                 for k, v in layer.get_config().items()
-                if k not in ("noise", "estimator", "targets", "seed")
+                if k not in NOISE_CONFIG_KEYS
             }
             new = base.from_config(config)
             copies.append((new, _clean_weights(layer)))

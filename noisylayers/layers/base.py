@@ -457,7 +457,7 @@ class NoisyLayer:
                 f"this version's ({FORMAT_VERSION}). Upgrade noisylayers. "
                 f"Received: format_version={version!r}"
             )
-        missing = [k for k in ("noise", "targets", "seed") if k not in config]
+        missing = [k for k in ("noise",) if k not in config]
         if missing:
             raise ValueError(
                 f"Cannot load noisy layer '{name}' ({cls.__name__}): its saved "
