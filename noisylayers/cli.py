@@ -378,6 +378,14 @@ def _sensitivity(args):
     noise = None if args.noise is None else parse_noise(args.noise)
     with _usage_errors():
         sensitivity_layers(model, args.layers, noise)
+    try:  # data that does not fit the model is a bad --data, not a bug
+        model.evaluate(x[:1], y[:1], verbose=0)
+    except Exception as e:  # noqa: BLE001 - Keras raises several types here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UsageError(
+            f"--data {args.data} does not fit MODEL {args.model}: x has "
+            f"shape {x.shape}, y {y.shape} ({type(e).__name__}: {first})"
+        ) from None
     out = args.out or pipeline.new_out_dir("sensitivity")
     result = sensitivity_ablation(
         model,

@@ -220,15 +220,6 @@ def check_bad(files, case, capsys):
     assert not os.path.exists(out), what
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "data that does not fit the model is no one-line usage error: the "
-        "Keras error of the clean evaluation in sensitivity_ablation comes "
-        "out multi-line (or, once errors outside _usage_errors propagate, "
-        "as a traceback)"
-    ),
-)
 def test_data_that_does_not_fit_the_model(files, tmp_path, capsys):
     data = str(tmp_path / "narrow.npz")
     x, y = np.load(files["data.npz"])["x"], np.load(files["data.npz"])["y"]

@@ -121,3 +121,12 @@ def test_custom_kind_plugs_into_the_wrapper(tmp_path):
 def test_base_class_requires_perturbation():
     with pytest.raises(NotImplementedError, match="perturbation"):
         noise.Noise()(ops.ones((2,)), keras.random.SeedGenerator(0))
+
+
+def test_equal_kinds_hash_equal():
+    from noisylayers.noise import ALIASES
+
+    kinds = [noise.get(alias) for alias in ALIASES] * 2
+    assert len(set(kinds)) == len(ALIASES)
+    assert hash(noise.Gaussian(0.1)) == hash(noise.Gaussian(0.1))
+    assert noise.Gaussian(0.1) != noise.Gaussian(0.2)
