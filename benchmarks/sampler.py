@@ -1,6 +1,6 @@
 """Training-step ratios to plain Keras of the exact and table samplers (MLP).
 
-Run: python benchmarks/sampler.py [--jit]   (ROUNDS=12 by default 15)
+Run: python benchmarks/sampler.py [--jit]   (ROUNDS=N sets the rounds, default 15)
 """
 
 import os, sys, time
