@@ -21,6 +21,7 @@ import math
 import keras
 from keras import ops
 
+from noisylayers._configurable import Configurable
 from noisylayers._validation import check_number
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -32,7 +33,7 @@ def normal_log_prob(x, loc, scale):
     return -0.5 * ops.square(z) - ops.log(scale) - _HALF_LOG_TWO_PI
 
 
-class Prior:
+class Prior(Configurable):
     """Base class of weight priors: a scalar distribution, applied per weight.
 
     Subclasses implement `log_prob(x)` (elementwise) and, where it exists in
@@ -48,24 +49,6 @@ class Prior:
         """Elementwise analytic `KL(N(loc, scale^2) || self)`, or `None`."""
         return None
 
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{self.__class__.__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and (
-            self.get_config() == other.get_config()
-        )
-
-    def __hash__(self):
-        return hash((type(self), repr(self)))
 
 
 @keras.saving.register_keras_serializable(package="noisylayers")

@@ -2,10 +2,12 @@
 
 import keras
 
+from noisylayers._configurable import Configurable
+
 ESTIMATORS = ("shared", "flipout", "local_reparameterization")
 
 
-class Noise:
+class Noise(Configurable):
     """Base class of weight-noise kinds.
 
     A noise kind decides *how* one weight tensor is perturbed; the layer that
@@ -188,22 +190,3 @@ class Noise:
         """
         perturbation = self.sample(value, seed, state)
         return value + keras.ops.cast(scale, perturbation.dtype) * perturbation
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{self.__class__.__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and (
-            self.get_config() == other.get_config()
-        )
-
-    def __hash__(self):
-        return hash((type(self), repr(self)))
