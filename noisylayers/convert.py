@@ -64,11 +64,32 @@ def _accepted_kwargs_call(layer, *args, **kwargs):
     return layer(*args, **kwargs)
 
 
-def _clone(model, clone_function):
+def _rebuild(model, replace):
+    """Clones `model`, layer by layer, copying every weight.
+
+    `replace(layer)` returns `None` to copy a layer as it is, or
+    `(new_layer, holder, weights)`: the layer to use instead, and the layer
+    (itself or one it wraps) that receives `weights` once the clone is built.
+    """
+    copies = []
+
+    def clone_function(layer):
+        replaced = replace(layer)
+        if replaced is None:
+            new = _clone_layer(layer)
+            copies.append((new, layer.get_weights()))
+            return new
+        new, holder, weights = replaced
+        copies.append((holder, weights))
+        return new
+
     kwargs = {"clone_function": clone_function, "recursive": True}
     if not isinstance(model, keras.Sequential):
         kwargs["call_function"] = _accepted_kwargs_call
-    return keras.models.clone_model(model, **kwargs)
+    new_model = keras.models.clone_model(model, **kwargs)
+    for layer, weights in copies:
+        layer.set_weights(weights)
+    return new_model
 
 
 def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
@@ -127,28 +148,20 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     seeds = {
         id(layer): None if seed is None else seed + i for i, layer in enumerate(order)
     }
-    copies = []
+    def replace(layer):
+        if id(layer) not in selected or isinstance(layer, NoisyLayer):
+            return None
+        inner = _clone_layer(layer)
+        new = WeightNoise(
+            inner,
+            noise=noise,
+            estimator=estimator,
+            seed=seeds[id(layer)],
+            name=layer.name,
+        )
+        return new, inner, layer.get_weights()
 
-    def clone_function(layer):
-        if id(layer) in selected and not isinstance(layer, NoisyLayer):
-            inner = _clone_layer(layer)
-            new = WeightNoise(
-                inner,
-                noise=noise,
-                estimator=estimator,
-                seed=seeds[id(layer)],
-                name=layer.name,
-            )
-            copies.append((inner, layer.get_weights()))
-            return new
-        new = _clone_layer(layer)
-        copies.append((new, layer.get_weights()))
-        return new
-
-    new_model = _clone(model, clone_function)
-    for layer, weights in copies:
-        layer.set_weights(weights)
-    return new_model
+    return _rebuild(model, replace)
 
 
 #: The keys a variant adds to its Keras layer's config.
@@ -202,14 +215,12 @@ def unwrap(model):
     ```
     """
     _check_model(model, "unwrap")
-    copies = []
 
-    def clone_function(layer):
+    def replace(layer):
         if isinstance(layer, WeightNoise):
             inner = layer.layer
             new = inner.__class__.from_config({**inner.get_config(), "name": layer.name})
-            copies.append((new, _clean_weights(layer)))
-            return new
+            return new, new, _clean_weights(layer)
         if isinstance(layer, NoisyVariant):
             base = _keras_base(layer)
             config = {
@@ -218,13 +229,7 @@ def unwrap(model):
                 if k not in NOISE_CONFIG_KEYS
             }
             new = base.from_config(config)
-            copies.append((new, _clean_weights(layer)))
-            return new
-        new = _clone_layer(layer)
-        copies.append((new, layer.get_weights()))
-        return new
+            return new, new, _clean_weights(layer)
+        return None
 
-    new_model = _clone(model, clone_function)
-    for layer, weights in copies:
-        layer.set_weights(weights)
-    return new_model
+    return _rebuild(model, replace)
