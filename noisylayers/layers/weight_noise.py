@@ -65,12 +65,17 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         **kwargs: Base layer keyword arguments, such as `name`.
 
     Call arguments:
-        inputs: The inputs of the wrapped layer.
-        training: Python boolean. Noise is applied only when True.
+        inputs: The inputs of the wrapped layer: as for the wrapped layer,
+            one tensor (or structure), or several positional or keyword
+            inputs (`wrapper(query, value)`, `wrapper(query=q, value=v)`
+            for a `MultiHeadAttention`). A layer of several inputs is
+            built from the shapes of all of them.
+        training: Python boolean, by keyword. Noise is applied only when
+            True.
         mask: Optional mask, passed on to the wrapped layer if its `call`
             accepts one.
         **kwargs: Further keyword arguments of the wrapped layer's `call`
-            (e.g. `initial_state`).
+            (e.g. `initial_state`, `attention_mask`).
 
     Returns:
         The output of the wrapped layer, computed with noisy weights in
@@ -130,9 +135,29 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     def _perturbed(self):
         return self.layer
 
+    def __call__(self, *args, **kwargs):
+        if not self.built and not self.layer.built:
+            # Keras would build this wrapper from its first input only; a
+            # layer of several inputs (attention) needs the shapes of all.
+            with keras.name_scope(self.name):
+                _build_from_inputs(self.layer, args, kwargs)
+        return super().__call__(*args, **kwargs)
+
     def build(self, input_shape=None):
         super().build(input_shape)
         self._build_noise()
+
+    def get_build_config(self):
+        # The wrapped layer's shapes: all of its inputs, not only the first.
+        if not self.built:
+            return super().get_build_config()
+        return self.layer.get_build_config()
+
+    def build_from_config(self, config):
+        config = config or {}
+        if "shapes_dict" in config and not self.layer.built:
+            self.layer.build(**config["shapes_dict"])
+        self.build(config.get("input_shape"))
 
     def _layer_kwargs(self, kwargs):
         """The keyword arguments of a wrapper call that the layer accepts."""
@@ -142,11 +167,20 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
             return kwargs
         return {k: v for k, v in kwargs.items() if k in self._layer_call_args}
 
-    def call(self, inputs, training=None, mask=None, **kwargs):
+    def call(self, inputs=None, *args, training=None, mask=None, **kwargs):
+        if inputs is None:
+            # Inputs given by keyword (`query=q, value=v`): Keras filled
+            # `mask` from them as one structure, which the wrapped layer
+            # would misread; its own call takes each input's mask.
+            layer_args = args
+            if isinstance(mask, dict):
+                mask = None
+        else:
+            layer_args = (inputs, *args)
         kwargs = self._layer_kwargs({"mask": mask, **kwargs})
 
         def call_layer():
-            return self.layer(inputs, training=training, **kwargs)
+            return self.layer(*layer_args, training=training, **kwargs)
 
         return self._noise_call(inputs, training, call_layer)
 
@@ -185,6 +219,54 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         # `Wrapper.from_config` pops "layer" from the dict it is given.
         with cls._loading(config) as config:
             return super().from_config(config, custom_objects=custom_objects)
+
+
+def _build_from_inputs(layer, args, kwargs):
+    """Builds `layer` from the shapes of all the inputs of its call.
+
+    What Keras' `Layer.__call__` does before a call: the shape of each tensor
+    argument of `layer.call`, as `build(input_shape)` for a `build` of one
+    argument and as `build(query_shape=..., value_shape=...)` otherwise.
+    Layers of one input are left to `build`, as before; so are arguments
+    that do not bind, for the call to report.
+    """
+    signature = inspect.signature(layer.call)
+    kwargs = {
+        k: v
+        for k, v in kwargs.items()
+        if k not in ("training", "mask") or k in signature.parameters
+    }
+    try:
+        bound = signature.bind(*args, **kwargs).arguments
+    except TypeError:
+        return
+    shapes = {}
+    for name, value in bound.items():
+        if name == "mask" or value is None or _catch_all(signature, name):
+            continue
+        flat = keras.tree.flatten(value)
+        if flat and all(x is None or _is_array(x) for x in flat):
+            shapes[f"{name}_shape"] = keras.tree.map_structure(
+                lambda x: None if x is None else tuple(x.shape), value
+            )
+    params = [
+        p.name
+        for p in inspect.signature(layer.build).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if len(params) > 1:
+        layer.build(**{k: v for k, v in shapes.items() if k in params})
+    elif len(shapes) > 1:
+        layer.build(next(iter(shapes.values())))
+
+
+def _catch_all(signature, name):
+    param = signature.parameters[name]
+    return param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+
+
+def _is_array(x):
+    return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
 def _overrides(layer, method):

@@ -252,6 +252,93 @@ class WeightNoiseBasicsTest(NoiseLayerTestCase):
         self.assertFalse(np.allclose(with_state, numpy(lstm(x))))
 
 
+class ContextScale(layers.Layer):
+    """A layer of two inputs, built from both shapes: `x * (context @ w)`."""
+
+    def build(self, x_shape, context_shape):
+        self.kernel = self.add_weight(
+            shape=(context_shape[-1], x_shape[-1]), initializer="ones", name="kernel"
+        )
+
+    def call(self, x, context):
+        return x * ops.matmul(context, self.kernel)
+
+
+class WeightNoiseMultiInputTest(NoiseLayerTestCase):
+    """Layers called with several inputs: attention, custom layers."""
+
+    def setUp(self):
+        super().setUp()
+        rng = np.random.default_rng(3)
+        self.query = rng.normal(size=(2, 5, 4)).astype("float32")
+        self.value = rng.normal(size=(2, 7, 4)).astype("float32")
+
+    def test_attention_positional_inputs(self):
+        attention = layers.MultiHeadAttention(2, 4)
+        wrapper = noisylayers.WeightNoise(attention, seed=1)
+        # Eagerly, the second input is `value`, not `training`.
+        clean = numpy(wrapper(self.query, self.value))
+        self.assertEqual(clean.shape, (2, 5, 4))
+        np.testing.assert_array_equal(
+            clean, numpy(attention(self.query, self.value))
+        )
+        noisy = numpy(wrapper(self.query, self.value, training=True))
+        self.assertGreater(np.abs(noisy - clean).max(), 1e-4)
+        # Query, key, value and output projections: a kernel and a bias each.
+        self.assertLen(wrapper.target_variables, 8)
+
+    def test_attention_keyword_inputs(self):
+        attention = layers.MultiHeadAttention(2, 4)
+        wrapper = noisylayers.WeightNoise(attention, seed=1)
+        clean = numpy(wrapper(query=self.query, value=self.value))
+        np.testing.assert_array_equal(
+            clean, numpy(attention(self.query, self.value))
+        )
+        noisy = numpy(wrapper(query=self.query, value=self.value, training=True))
+        self.assertGreater(np.abs(noisy - clean).max(), 1e-4)
+
+    def test_attention_in_a_functional_model_trains_saves_and_loads(self):
+        query = keras.Input((5, 4))
+        value = keras.Input((7, 4))
+        wrapper = noisylayers.WeightNoise(layers.MultiHeadAttention(2, 4), seed=2)
+        model = keras.Model([query, value], wrapper(query, value, key=value))
+        model.compile("sgd", "mse")
+        before = [numpy(v) for v in model.weights]
+        x = [self.query, self.value]
+        model.fit(x, np.zeros((2, 5, 4)), epochs=1, verbose=0)
+        after = [numpy(v) for v in model.weights]
+        self.assertTrue(any(not np.array_equal(a, b) for a, b in zip(after, before)))
+        self.assertEqual(
+            wrapper.get_build_config(),
+            {
+                "shapes_dict": {
+                    "query_shape": (None, 5, 4),
+                    "value_shape": (None, 7, 4),
+                    "key_shape": (None, 7, 4),
+                }
+            },
+        )
+        path = self.get_temp_dir() + "/attention.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        np.testing.assert_array_equal(
+            loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+        )
+
+    def test_custom_layer_of_two_inputs(self):
+        inner = ContextScale()
+        wrapper = noisylayers.WeightNoise(inner, noise=noise.Gaussian(0.5), seed=3)
+        x = np.ones((3, 2), "float32")
+        context = np.ones((3, 6), "float32")
+        np.testing.assert_array_equal(numpy(wrapper(x, context)), np.full((3, 2), 6.0))
+        self.assertEqual(inner.kernel.shape, (6, 2))
+        state = numpy(wrapper.seed_generator.state.value).copy()
+        noisy = numpy(wrapper(x, context=context, training=True))
+        (kernel,) = draw_like_call(wrapper, state)
+        self.assertFalse(np.allclose(kernel, 1.0))
+        np.testing.assert_allclose(noisy, context @ kernel, rtol=1e-5)
+
+
 class WeightNoiseGradientTest(NoiseLayerTestCase):
     """The wrapper's gradient w.r.t. the clean weights, for a fixed draw."""
 
