@@ -1,4 +1,7 @@
-"""The `noisylayers` command: parses the arguments, calls the library, prints.
+"""The `noisylayers` command: calls the library and prints.
+
+`noisylayers_cli` (outside this package, so that `--help` does not import
+Keras) parses the arguments and then calls `run` here.
 
 `noisylayers ablate` runs `noisylayers.ablation.run_ablation` (a training
 ablation of a built-in model, then a sensitivity ablation of its trained
@@ -13,16 +16,16 @@ noise spec, loading the files, `check_settings`, ...), raise `UsageError`.
 An error anywhere else is a bug, and shows its traceback.
 """
 
-import argparse
 import contextlib
 import os
 import sys
-import textwrap
 
 import keras
 import numpy as np
+import noisylayers_cli
+from noisylayers_cli import DEFAULT_SCALES
+from noisylayers_cli import DEFAULTS
 
-import noisylayers
 from noisylayers import noise as noise_module
 from noisylayers.ablation import merge
 from noisylayers.ablation import pipeline
@@ -30,13 +33,8 @@ from noisylayers.ablation import sensitivity_ablation
 from noisylayers.ablation import store
 from noisylayers.ablation.models import TASKS
 from noisylayers.ablation.optional import MissingDependencyError
-from noisylayers.ablation.pipeline import DEFAULTS
-from noisylayers.ablation.pipeline import SENSITIVITY_DRAWS
 from noisylayers.ablation.pipeline import noise_text
-from noisylayers.ablation.plan import parse_shard
-from noisylayers.ablation.sensitivity import DEFAULT_SCALES
 from noisylayers.ablation.sensitivity import sensitivity_layers
-from noisylayers.noise.base import ESTIMATORS
 
 
 class UsageError(ValueError):
@@ -58,58 +56,8 @@ def _usage_errors():
         raise UsageError(str(e)) from None
 
 
-_EPILOG = """\
-examples:
-  noisylayers ablate                          the default: CNN on digits, 3 seeds
-  noisylayers ablate --model lstm --noise dropconnect:0.2 --scales 0.5 1 2
-  noisylayers ablate --resume ablation-20250101-120000    continue where it stopped
-  noisylayers ablate --out res-$SLURM_ARRAY_TASK_ID --shard $SLURM_ARRAY_TASK_ID/4
-                                     one shard per array job (sbatch --array=1-4)
-  noisylayers merge res-1 res-2 res-3 res-4 --out res       combine the shards
-
-Each run is saved as soon as it finishes, so an interrupted ablation loses
-nothing: the same command with the same --out (or --resume DIR) skips the
-finished runs.
-"""
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer: {text!r}")
-    return value
-
-
-def _scales(text):
-    """One or more comma-separated non-negative numbers."""
-    values = []
-    for part in text.split(","):
-        try:
-            value = float(part)
-        except ValueError:
-            value = -1.0
-        if not value >= 0.0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(
-                f"must be non-negative numbers: {text!r}"
-            )
-        values.append(value)
-    return values
-
-
 def _flatten(lists):
     return None if lists is None else [v for values in lists for v in values]
-
-
-def _shard(text):
-    try:
-        return parse_shard(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be I/N with 1 <= I <= N (shard I of N): {text!r}"
-        ) from None
 
 
 def parse_noise(text):
@@ -127,218 +75,6 @@ def parse_noise(text):
             "--noise must be KIND or KIND:VALUE (or KIND:NAME=VALUE,...): "
             f"{e} Received: --noise {text}"
         ) from None
-
-
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="noisylayers",
-        description="Weight noise for Keras 3 layers: per-layer ablations.",
-        epilog="Run 'noisylayers COMMAND --help' for a command's options.",
-    )
-    parser.add_argument(
-        "--version", action="version", version=noisylayers.__version__
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    formatter = argparse.RawDescriptionHelpFormatter
-
-    ablate = commands.add_parser(
-        "ablate",
-        help="run a per-layer noise ablation (training and sensitivity)",
-        description=textwrap.fill(
-            "Train a small model with weight noise in different sets of its "
-            "layers (none, all, each alone, each left out), over seeds; then "
-            "put noise into one layer at a time of the trained no-noise model "
-            "at a range of scales. Prints the tables and writes them as "
-            "Markdown, CSV and JSON, with PNG plots and the trained .keras "
-            "models, into --out. Nothing is downloaded."
-        ),
-        epilog=_EPILOG,
-        formatter_class=formatter,
-    )
-    models = ", ".join(f"{t.name}: {t.description}" for t in TASKS.values())
-    ablate.add_argument(
-        "--model",
-        choices=sorted(TASKS),
-        help=f"the model and its data ({models}). Default: {DEFAULTS['model']}",
-    )
-    ablate.add_argument(
-        "--epochs",
-        type=_positive_int,
-        metavar="N",
-        help=f"training epochs per run. Default: {DEFAULTS['epochs']}",
-    )
-    ablate.add_argument(
-        "--seeds",
-        type=_positive_int,
-        metavar="N",
-        help=(
-            "train each configuration with seeds 0..N-1. "
-            f"Default: {DEFAULTS['seeds']}"
-        ),
-    )
-    ablate.add_argument(
-        "--noise",
-        metavar="KIND[:VALUE|:NAME=VALUE,...]",
-        help=(
-            "the weight noise of the noisy layers: gaussian[:STDDEV], "
-            "multiplicative_gaussian[:STDDEV], dropconnect[:RATE], "
-            "learned_gaussian, adaptive_gaussian, factorized[:SIGMA0] or "
-            "variational_dropout[:THRESHOLD], with any parameter as "
-            "NAME=VALUE (e.g. learned_gaussian:init_stddev=0.05,"
-            f"dataset_size=1000). Default: {DEFAULTS['noise']}"
-        ),
-    )
-    ablate.add_argument(
-        "--estimator",
-        choices=list(ESTIMATORS),
-        help=(
-            "how the noisy layers sample in training: shared (one weight "
-            "sample per batch), flipout or local_reparameterization (per "
-            "example; see the README). Default: the noise kind's default "
-            "(shared; local_reparameterization for variational_dropout)"
-        ),
-    )
-    ablate.add_argument(
-        "--scales",
-        type=_scales,
-        nargs="+",
-        metavar="S",
-        help=(
-            "also sweep the noise scale in training: each noisy configuration "
-            "is trained at each scale S (a multiple of --noise). Default: "
-            "no sweep (scale 1)"
-        ),
-    )
-    ablate.add_argument(
-        "--samples",
-        type=_positive_int,
-        metavar="N",
-        help="use only N examples of the data (for a quick trial). Default: all",
-    )
-    ablate.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        metavar="N",
-        help=f"training batch size. Default: {DEFAULTS['batch_size']}",
-    )
-    _add_report_options(ablate)
-    ablate.add_argument(
-        "--out",
-        metavar="DIR",
-        help=(
-            "directory for the results. An ablation with the same settings "
-            "there is resumed. Default: a new ./ablation-YYYYmmdd-HHMMSS"
-        ),
-    )
-    ablate.add_argument(
-        "--shard",
-        type=_shard,
-        metavar="I/N",
-        help=(
-            "train only shard I of N (1 <= I <= N) of the runs, for array "
-            "jobs; combine the shards' directories with 'noisylayers merge', "
-            "or give every shard the same --out"
-        ),
-    )
-    ablate.add_argument(
-        "--resume",
-        metavar="DIR",
-        help=(
-            "continue the ablation in DIR with its saved settings, skipping "
-            "the finished runs (other options given must agree with them)"
-        ),
-    )
-    ablate.set_defaults(run=_ablate)
-
-    merge_parser = commands.add_parser(
-        "merge",
-        help="combine the directories of a sharded ablation",
-        description=textwrap.fill(
-            "Combine the directories written by the shards of one "
-            "'noisylayers ablate --shard I/N' ablation into --out, then write "
-            "the tables and plots and run the sensitivity ablation there."
-        ),
-        formatter_class=formatter,
-    )
-    merge_parser.add_argument(
-        "dirs", nargs="+", metavar="DIR", help="shard directories"
-    )
-    merge_parser.add_argument(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help="directory for the merged ablation",
-    )
-    _add_report_options(merge_parser)
-    merge_parser.set_defaults(run=_merge)
-
-    sensitivity = commands.add_parser(
-        "sensitivity",
-        help="per-layer noise sensitivity of any saved Keras model",
-        description=textwrap.fill(
-            "Put weight noise into one layer at a time of a trained, "
-            "compiled model saved as .keras (any Keras model: no noisy "
-            "layers needed), at a range of scales, evaluate it on DATA.npz "
-            "(arrays 'x' and 'y'), and write a table, plot, CSV and JSON."
-        ),
-        epilog=(
-            "examples:\n"
-            "  noisylayers sensitivity model.keras --data val.npz\n"
-            "  noisylayers sensitivity model.keras --data val.npz "
-            "--noise relative_gaussian:0.05,per=channel --layers 'conv*'\n"
-        ),
-        formatter_class=formatter,
-    )
-    sensitivity.add_argument("model", metavar="MODEL.keras", help="the saved model")
-    sensitivity.add_argument(
-        "--data",
-        required=True,
-        metavar="DATA.npz",
-        help="NumPy .npz file with arrays 'x' (inputs) and 'y' (targets)",
-    )
-    sensitivity.add_argument(
-        "--noise",
-        metavar="KIND[:VALUE|:NAME=VALUE,...]",
-        help=(
-            "the noise put into each layer (any kind without learned "
-            "variables, e.g. relative_gaussian:0.05). Default: each noisy "
-            "layer's own kind; required for a model without noisy layers"
-        ),
-    )
-    sensitivity.add_argument(
-        "--layers",
-        nargs="+",
-        metavar="NAME",
-        help=(
-            "layer names or glob patterns to perturb. Default: every noisy "
-            "layer, or with --noise every layer with a kernel"
-        ),
-    )
-    sensitivity.add_argument(
-        "--scales",
-        type=_scales,
-        nargs="+",
-        metavar="S",
-        help="the noise scales. Default: "
-        + " ".join(f"{s:g}" for s in DEFAULT_SCALES),
-    )
-    sensitivity.add_argument(
-        "--draws",
-        type=_positive_int,
-        default=SENSITIVITY_DRAWS,
-        metavar="N",
-        help=f"noise draws per layer and scale. Default: {SENSITIVITY_DRAWS}",
-    )
-    sensitivity.add_argument(
-        "--out",
-        metavar="DIR",
-        help="directory for the results. Default: ./sensitivity-YYYYmmdd-HHMMSS",
-    )
-    sensitivity.add_argument(
-        "--no-progress", action="store_true", help="do not show progress bars"
-    )
-    sensitivity.set_defaults(run=_sensitivity)
-    return parser
 
 
 def _load_npz(path):
@@ -404,32 +140,6 @@ def _sensitivity(args):
     for path in written:
         print(f"  {path}")
     return 0
-
-
-def _add_report_options(parser):
-    parser.add_argument(
-        "--sensitivity-scales",
-        type=_scales,
-        nargs="+",
-        metavar="S",
-        help=(
-            "the noise scales of the sensitivity ablation. Default: "
-            + " ".join(f"{s:g}" for s in DEFAULT_SCALES)
-        ),
-    )
-    parser.add_argument(
-        "--draws",
-        type=_positive_int,
-        default=SENSITIVITY_DRAWS,
-        metavar="N",
-        help=(
-            "noise draws per layer and scale in the sensitivity ablation. "
-            f"Default: {SENSITIVITY_DRAWS}"
-        ),
-    )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="do not show progress bars"
-    )
 
 
 def _settings(args):
@@ -545,27 +255,15 @@ def _merge(args):
     return 0
 
 
-def main(argv=None):
-    """Runs the `noisylayers` command; returns its exit status.
-
-    Args:
-        argv: The arguments (default: `sys.argv[1:]`).
+def run(args):
+    """Runs a command parsed by `noisylayers_cli.build_parser`.
 
     Returns:
-        0 on success, 1 when a merge lacks runs, a file cannot be written
-        or an optional dependency is missing, 2 for invalid arguments (a
-        `UsageError`), 130 when interrupted.
+        The exit status (see `main`).
     """
-    parser = _parser()
+    command = {"ablate": _ablate, "merge": _merge, "sensitivity": _sensitivity}
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, --version, or a usage error
-        return e.code
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return args.run(args)
+        return command[args.command](args)
     except UsageError as e:
         print(f"noisylayers {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -574,5 +272,6 @@ def main(argv=None):
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv=None):
+    """Runs the `noisylayers` command (`noisylayers_cli.main`)."""
+    return noisylayers_cli.main(argv)

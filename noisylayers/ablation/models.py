@@ -15,6 +15,7 @@ import dataclasses
 
 import keras
 import numpy as np
+from noisylayers_cli import MODELS
 
 from noisylayers.ablation.optional import require
 from noisylayers.layers import WeightNoise
@@ -247,13 +248,8 @@ def _digits_flat(samples=None):
 TASKS = {
     task.name: task
     for task in (
-        Task("cnn", "a small CNN on scikit-learn's 8x8 digits", cnn, _digits_images),
-        Task("mlp", "an MLP on scikit-learn's 8x8 digits", mlp, _digits_flat),
-        Task(
-            "lstm",
-            "an LSTM on generated noisy sine waves (4 frequencies)",
-            lstm,
-            sequence_data,
-        ),
+        Task("cnn", MODELS["cnn"], cnn, _digits_images),
+        Task("mlp", MODELS["mlp"], mlp, _digits_flat),
+        Task("lstm", MODELS["lstm"], lstm, sequence_data),
     )
 }

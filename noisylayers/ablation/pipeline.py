@@ -15,6 +15,10 @@ import functools
 import os
 
 import keras
+from noisylayers_cli import DEFAULT_SCALES
+from noisylayers_cli import DEFAULTS  # the defaults `noisylayers --help` shows
+from noisylayers_cli import SENSITIVITY_DRAWS
+from noisylayers_cli import parse_shard
 
 from noisylayers import control
 from noisylayers import diagnostics
@@ -25,25 +29,10 @@ from noisylayers._validation import check_positive_int
 from noisylayers.ablation import store
 from noisylayers.ablation.models import TASKS
 from noisylayers.ablation.plan import make_spec
-from noisylayers.ablation.plan import parse_shard
-from noisylayers.ablation.sensitivity import DEFAULT_SCALES
 from noisylayers.ablation.sensitivity import sensitivity_ablation
 from noisylayers.ablation.training import training_ablation
 from noisylayers.noise.base import ESTIMATORS
 
-# The settings of the training part, as `run_ablation` takes them and
-# `saved_settings` reads them back (`noise` as `noise_text` writes it).
-DEFAULTS = {
-    "model": "cnn",
-    "noise": "gaussian:0.1",
-    "epochs": 10,
-    "seeds": 3,
-    "scales": None,
-    "samples": None,
-    "batch_size": 32,
-    "estimator": None,
-}
-SENSITIVITY_DRAWS = 5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,35 +102,6 @@ def plan_runs(spec):
     return runs
 
 
-def parse_shard(shard):
-    """Reads a shard as `(i, n)`: shard `i` of `n`, counted from 1.
-
-    Args:
-        shard: `None`, a string `"i/n"` or a pair `(i, n)`, with
-            `1 <= i <= n` (as `--shard 1/4` ... `--shard 4/4`, or
-            `$SLURM_ARRAY_TASK_ID/4` with `--array=1-4`).
-
-    Returns:
-        `None` or a tuple `(i, n)`.
-
-    Raises:
-        ValueError: for anything else.
-    """
-    if shard is None:
-        return None
-    parts = shard.split("/") if isinstance(shard, str) else shard
-    try:
-        index, count = (int(p) for p in parts)
-    except (TypeError, ValueError):
-        index = count = None
-    if index is None or not 1 <= index <= count:
-        raise ValueError(
-            "Argument `shard` must be 'i/n' or (i, n) with 1 <= i <= n: "
-            f"shard i of n, counted from 1. Received: shard={shard!r}"
-        )
-    return index, count
-
-
 def shard_runs(runs, shard):
     """The runs of shard `(i, n)`: every n-th from the i-th; all for `None`."""
     if shard is None:

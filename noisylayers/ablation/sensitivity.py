@@ -3,6 +3,7 @@
 import functools
 
 import keras
+from noisylayers_cli import DEFAULT_SCALES
 
 from noisylayers import _keras_private
 from noisylayers import control
@@ -19,7 +20,6 @@ from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
 from noisylayers.layers.base import _matches
 
-DEFAULT_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def sensitivity_ablation(

@@ -1,0 +1,486 @@
+"""The `noisylayers` command's front end: its arguments, help and quiet start-up.
+
+This module lies outside the `noisylayers` package on purpose. Importing the
+package imports Keras and its backend (seconds of start-up and a screenful of
+backend log lines), because it registers the layers for
+`keras.models.load_model`. Here, `noisylayers --help`, `--version` and bad
+arguments answer without that import; a valid command then imports
+`noisylayers.cli`, which calls the library and prints.
+
+TensorFlow and XLA write start-up lines from C++ (oneDNN, CUDA, CPU
+features, absl notices) that `TF_CPP_MIN_LOG_LEVEL` no longer silences in
+TensorFlow 2.20+. Unless the user set `TF_CPP_MIN_LOG_LEVEL` themselves, the
+command drops such lines, and only those, from its standard error
+(`quiet_backend_logs`).
+
+The defaults the help shows are the library's: `noisylayers.ablation` takes
+them from here, so the two cannot disagree.
+"""
+
+import argparse
+import contextlib
+import importlib.metadata
+import os
+import re
+import sys
+import textwrap
+import threading
+
+#: The settings of `noisylayers.ablation.run_ablation` (and `ablate`) by
+#: default; `noise` as `noise_text` writes it.
+DEFAULTS = {
+    "model": "cnn",
+    "noise": "gaussian:0.1",
+    "epochs": 10,
+    "seeds": 3,
+    "scales": None,
+    "samples": None,
+    "batch_size": 32,
+    "estimator": None,
+}
+#: Noise draws per layer and scale of a sensitivity ablation.
+SENSITIVITY_DRAWS = 5
+#: The noise scales of a sensitivity ablation.
+DEFAULT_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: The built-in models of `ablate --model` (`noisylayers.ablation.models`).
+MODELS = {
+    "cnn": "a small CNN on scikit-learn's 8x8 digits",
+    "mlp": "an MLP on scikit-learn's 8x8 digits",
+    "lstm": "an LSTM on generated noisy sine waves (4 frequencies)",
+}
+
+
+def parse_shard(shard):
+    """Reads a shard as `(i, n)`: shard `i` of `n`, counted from 1.
+
+    Args:
+        shard: `None`, a string `"i/n"` or a pair `(i, n)`, with
+            `1 <= i <= n` (as `--shard 1/4` ... `--shard 4/4`, or
+            `$SLURM_ARRAY_TASK_ID/4` with `--array=1-4`).
+
+    Returns:
+        `None` or a tuple `(i, n)`.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if shard is None:
+        return None
+    parts = shard.split("/") if isinstance(shard, str) else shard
+    try:
+        index, count = (int(p) for p in parts)
+    except (TypeError, ValueError):
+        index = count = None
+    if index is None or not 1 <= index <= count:
+        raise ValueError(
+            "Argument `shard` must be 'i/n' or (i, n) with 1 <= i <= n: "
+            f"shard i of n, counted from 1. Received: shard={shard!r}"
+        )
+    return index, count
+
+
+def main(argv=None):
+    """Runs the `noisylayers` command; returns its exit status.
+
+    Args:
+        argv: The arguments (default: `sys.argv[1:]`).
+
+    Returns:
+        0 on success, 1 when a merge lacks runs, a file cannot be written
+        or an optional dependency is missing, 2 for invalid arguments,
+        130 when interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error
+        return e.code
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    with quiet_backend_logs():
+        from noisylayers import cli
+
+        return cli.run(args)
+
+
+def _version():
+    try:
+        return importlib.metadata.version("noisylayers")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+# A C++ log line of TensorFlow, XLA or JAX (absl format):
+# "I0000 00:00:1795930895.673679   22311 port.cc:153] oneDNN custom ...".
+_LOG_LINE = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] ")
+_LOG_NOTICES = (
+    b"WARNING: All log messages before absl::InitializeLog() is called",
+    b"To enable the following instructions:",  # the CPU-feature line's 2nd line
+)
+
+
+# Progress bars redraw with a carriage return: it ends a line here too.
+_LINE_END = re.compile(rb"\r\n?|\n")
+
+
+def _is_log_line(line):
+    return bool(_LOG_LINE.match(line)) or line.startswith(_LOG_NOTICES)
+
+
+def _may_become_log_line(start):
+    """Whether an unfinished line could still turn out to be a log line."""
+    if start[:1] in (b"I", b"W", b"E", b"F"):
+        if start[1:5].isdigit() or len(start) < 5 and start[1:].isdigit():
+            return True
+    return any(n.startswith(start[: len(n)]) for n in _LOG_NOTICES)
+
+
+@contextlib.contextmanager
+def quiet_backend_logs():
+    """Within the block, drops backend log lines from standard error.
+
+    Everything written to file descriptor 2 (by Python or by C++) passes
+    through a filter that drops the lines `_is_log_line` recognizes and
+    passes everything else on at once (progress bars included). Does
+    nothing when the user set `TF_CPP_MIN_LOG_LEVEL`, or when standard
+    error is not a file descriptor.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_filter, args=(read_end, saved), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe: the pump reads its end and stops
+        pump.join(timeout=5)
+        os.close(saved)
+
+
+def _filter(read_end, out):
+    """Copies `read_end` to `out` line by line, without the log lines.
+
+    A line that cannot be a log line is copied as it comes, before its end;
+    one that may be is held until it ends (or the pipe closes).
+    """
+    pending = b""  # the start of a line that may still be a log line
+    passing = False  # the current line is being copied as it comes
+    with os.fdopen(read_end, "rb", buffering=0) as source:
+        while chunk := source.read(1 << 16):
+            data, pending, kept = pending + chunk, b"", []
+            while data:
+                end = _LINE_END.search(data)
+                if end is None:
+                    line, newline, data = data, b"", b""
+                else:
+                    line, newline = data[: end.start()], end.group()
+                    data = data[end.end() :]
+                if passing or not newline and not _may_become_log_line(line):
+                    kept.append(line + newline)
+                    passing = not newline
+                elif not newline:
+                    pending = line
+                elif not _is_log_line(line):
+                    kept.append(line + newline)
+            os.write(out, b"".join(kept))
+    os.write(out, pending)
+
+
+_EPILOG = """\
+examples:
+  noisylayers ablate                          the default: CNN on digits, 3 seeds
+  noisylayers ablate --model lstm --noise dropconnect:0.2 --scales 0.5 1 2
+  noisylayers ablate --resume ablation-20250101-120000    continue where it stopped
+  noisylayers ablate --out res-$SLURM_ARRAY_TASK_ID --shard $SLURM_ARRAY_TASK_ID/4
+                                     one shard per array job (sbatch --array=1-4)
+  noisylayers merge res-1 res-2 res-3 res-4 --out res       combine the shards
+
+Each run is saved as soon as it finishes, so an interrupted ablation loses
+nothing: the same command with the same --out (or --resume DIR) skips the
+finished runs.
+"""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {text!r}")
+    return value
+
+
+def _scales(text):
+    """One or more comma-separated non-negative numbers."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            value = -1.0
+        if not value >= 0.0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"must be non-negative numbers: {text!r}"
+            )
+        values.append(value)
+    return values
+
+
+def _shard(text):
+    try:
+        return parse_shard(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be I/N with 1 <= I <= N (shard I of N): {text!r}"
+        ) from None
+
+
+def build_parser():
+    """The `argparse` parser of the `noisylayers` command."""
+    parser = argparse.ArgumentParser(
+        prog="noisylayers",
+        description="Weight noise for Keras 3 layers: per-layer ablations.",
+        epilog="Run 'noisylayers COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    ablate = commands.add_parser(
+        "ablate",
+        help="run a per-layer noise ablation (training and sensitivity)",
+        description=textwrap.fill(
+            "Train a small model with weight noise in different sets of its "
+            "layers (none, all, each alone, each left out), over seeds; then "
+            "put noise into one layer at a time of the trained no-noise model "
+            "at a range of scales. Prints the tables and writes them as "
+            "Markdown, CSV and JSON, with PNG plots and the trained .keras "
+            "models, into --out. Nothing is downloaded."
+        ),
+        epilog=_EPILOG,
+        formatter_class=formatter,
+    )
+    models = ", ".join(f"{name}: {text}" for name, text in MODELS.items())
+    ablate.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        help=f"the model and its data ({models}). Default: {DEFAULTS['model']}",
+    )
+    ablate.add_argument(
+        "--epochs",
+        type=_positive_int,
+        metavar="N",
+        help=f"training epochs per run. Default: {DEFAULTS['epochs']}",
+    )
+    ablate.add_argument(
+        "--seeds",
+        type=_positive_int,
+        metavar="N",
+        help=(
+            "train each configuration with seeds 0..N-1. "
+            f"Default: {DEFAULTS['seeds']}"
+        ),
+    )
+    ablate.add_argument(
+        "--noise",
+        metavar="KIND[:VALUE|:NAME=VALUE,...]",
+        help=(
+            "the weight noise of the noisy layers: gaussian[:STDDEV], "
+            "multiplicative_gaussian[:STDDEV], dropconnect[:RATE], "
+            "learned_gaussian, adaptive_gaussian, factorized[:SIGMA0] or "
+            "variational_dropout[:THRESHOLD], with any parameter as "
+            "NAME=VALUE (e.g. learned_gaussian:init_stddev=0.05,"
+            f"dataset_size=1000). Default: {DEFAULTS['noise']}"
+        ),
+    )
+    ablate.add_argument(
+        "--estimator",
+        metavar="{shared,flipout,local_reparameterization}",
+        help=(
+            "how the noisy layers sample in training: shared (one weight "
+            "sample per batch), flipout or local_reparameterization (per "
+            "example; see the README). Default: the noise kind's default "
+            "(shared; local_reparameterization for variational_dropout)"
+        ),
+    )
+    ablate.add_argument(
+        "--scales",
+        type=_scales,
+        nargs="+",
+        metavar="S",
+        help=(
+            "also sweep the noise scale in training: each noisy configuration "
+            "is trained at each scale S (a multiple of --noise). Default: "
+            "no sweep (scale 1)"
+        ),
+    )
+    ablate.add_argument(
+        "--samples",
+        type=_positive_int,
+        metavar="N",
+        help="use only N examples of the data (for a quick trial). Default: all",
+    )
+    ablate.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"training batch size. Default: {DEFAULTS['batch_size']}",
+    )
+    _add_report_options(ablate)
+    ablate.add_argument(
+        "--out",
+        metavar="DIR",
+        help=(
+            "directory for the results. An ablation with the same settings "
+            "there is resumed. Default: a new ./ablation-YYYYmmdd-HHMMSS"
+        ),
+    )
+    ablate.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help=(
+            "train only shard I of N (1 <= I <= N) of the runs, for array "
+            "jobs; combine the shards' directories with 'noisylayers merge', "
+            "or give every shard the same --out"
+        ),
+    )
+    ablate.add_argument(
+        "--resume",
+        metavar="DIR",
+        help=(
+            "continue the ablation in DIR with its saved settings, skipping "
+            "the finished runs (other options given must agree with them)"
+        ),
+    )
+
+    merge_parser = commands.add_parser(
+        "merge",
+        help="combine the directories of a sharded ablation",
+        description=textwrap.fill(
+            "Combine the directories written by the shards of one "
+            "'noisylayers ablate --shard I/N' ablation into --out, then write "
+            "the tables and plots and run the sensitivity ablation there."
+        ),
+        formatter_class=formatter,
+    )
+    merge_parser.add_argument(
+        "dirs", nargs="+", metavar="DIR", help="shard directories"
+    )
+    merge_parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="directory for the merged ablation",
+    )
+    _add_report_options(merge_parser)
+
+    sensitivity = commands.add_parser(
+        "sensitivity",
+        help="per-layer noise sensitivity of any saved Keras model",
+        description=textwrap.fill(
+            "Put weight noise into one layer at a time of a trained, "
+            "compiled model saved as .keras (any Keras model: no noisy "
+            "layers needed), at a range of scales, evaluate it on DATA.npz "
+            "(arrays 'x' and 'y'), and write a table, plot, CSV and JSON."
+        ),
+        epilog=(
+            "examples:\n"
+            "  noisylayers sensitivity model.keras --data val.npz\n"
+            "  noisylayers sensitivity model.keras --data val.npz "
+            "--noise relative_gaussian:0.05,per=channel --layers 'conv*'\n"
+        ),
+        formatter_class=formatter,
+    )
+    sensitivity.add_argument("model", metavar="MODEL.keras", help="the saved model")
+    sensitivity.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA.npz",
+        help="NumPy .npz file with arrays 'x' (inputs) and 'y' (targets)",
+    )
+    sensitivity.add_argument(
+        "--noise",
+        metavar="KIND[:VALUE|:NAME=VALUE,...]",
+        help=(
+            "the noise put into each layer (any kind without learned "
+            "variables, e.g. relative_gaussian:0.05). Default: each noisy "
+            "layer's own kind; required for a model without noisy layers"
+        ),
+    )
+    sensitivity.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="NAME",
+        help=(
+            "layer names or glob patterns to perturb. Default: every noisy "
+            "layer, or with --noise every layer with a kernel"
+        ),
+    )
+    sensitivity.add_argument(
+        "--scales",
+        type=_scales,
+        nargs="+",
+        metavar="S",
+        help="the noise scales. Default: "
+        + " ".join(f"{s:g}" for s in DEFAULT_SCALES),
+    )
+    sensitivity.add_argument(
+        "--draws",
+        type=_positive_int,
+        default=SENSITIVITY_DRAWS,
+        metavar="N",
+        help=f"noise draws per layer and scale. Default: {SENSITIVITY_DRAWS}",
+    )
+    sensitivity.add_argument(
+        "--out",
+        metavar="DIR",
+        help="directory for the results. Default: ./sensitivity-YYYYmmdd-HHMMSS",
+    )
+    sensitivity.add_argument(
+        "--no-progress", action="store_true", help="do not show progress bars"
+    )
+    return parser
+
+
+def _add_report_options(parser):
+    parser.add_argument(
+        "--sensitivity-scales",
+        type=_scales,
+        nargs="+",
+        metavar="S",
+        help=(
+            "the noise scales of the sensitivity ablation. Default: "
+            + " ".join(f"{s:g}" for s in DEFAULT_SCALES)
+        ),
+    )
+    parser.add_argument(
+        "--draws",
+        type=_positive_int,
+        default=SENSITIVITY_DRAWS,
+        metavar="N",
+        help=(
+            "noise draws per layer and scale in the sensitivity ablation. "
+            f"Default: {SENSITIVITY_DRAWS}"
+        ),
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not show progress bars"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

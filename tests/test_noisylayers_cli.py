@@ -1,0 +1,97 @@
+"""The command's front end: help without a backend, quiet start-up."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import noisylayers_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+HELP_WITHOUT_KERAS = """
+import sys
+import noisylayers_cli
+codes = [noisylayers_cli.main(argv) for argv in (
+    ["--help"], ["ablate", "--help"], ["sensitivity", "--help"], ["--version"],
+    ["ablate", "--epochs", "0"], ["ablate", "--model", "vgg"],
+)]
+heavy = sorted(m for m in ("keras", "tensorflow", "jax", "noisylayers") if m in sys.modules)
+print(codes, heavy)
+"""
+
+
+def _env(**changes):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return {**env, "PYTHONPATH": ROOT, **changes}
+
+
+def test_help_and_bad_arguments_answer_without_importing_keras():
+    child = subprocess.run(
+        [sys.executable, "-c", HELP_WITHOUT_KERAS],
+        capture_output=True, text=True, env=_env(), timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0, 2, 2] []"
+    assert "must be a positive integer: '0'" in child.stderr
+    assert "invalid choice: 'vgg'" in child.stderr
+
+
+def test_a_command_prints_its_own_output_only():
+    # Imports Keras and the backend (whose C++ start-up lines would show),
+    # then fails with a one-line usage error.
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys, noisylayers_cli; sys.exit(noisylayers_cli.main())",
+         "sensitivity", "no-such.keras", "--data", "no-such.npz"],
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )
+    assert child.returncode == 2
+    assert child.stderr == "noisylayers sensitivity: error: MODEL no-such.keras: no such file.\n"
+    assert child.stdout == ""
+
+
+LOG_LINES = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    b"I0000 00:00:1795930895.673679   22311 port.cc:153] oneDNN custom operations are on.\n"
+    b"I0000 00:00:1795930895.714782   22311 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.\n"
+    b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n"
+    b"W1129 05:31:29.123456    4242 xla_bridge.cc:900] An NVIDIA GPU may be present\n"
+)
+OWN_LINES = (
+    b"Training: 10%\r",  # a progress bar, redrawn without a newline
+    b"Training: 20%\n",
+    b"I1 am not a log line\n",
+    b"Epoch 1/3\n",
+)
+
+
+def _write_interleaved():
+    for own, log in zip(OWN_LINES, LOG_LINES.splitlines(keepends=True)):
+        os.write(2, log)
+        os.write(2, own)
+
+
+def test_backend_log_lines_are_dropped(capfd, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    with noisylayers_cli.quiet_backend_logs():
+        _write_interleaved()
+        os.write(2, b"unfinished")
+    assert capfd.readouterr().err == b"".join(OWN_LINES).decode() + "unfinished"
+
+
+def test_a_log_level_set_by_the_user_keeps_everything(capfd, monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    with noisylayers_cli.quiet_backend_logs():
+        _write_interleaved()
+    err = capfd.readouterr().err
+    assert "oneDNN custom operations" in err and "Epoch 1/3" in err
+
+
+def test_standard_error_is_restored_after_an_error(capfd, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        with noisylayers_cli.quiet_backend_logs():
+            raise KeyboardInterrupt
+    os.write(2, LOG_LINES)
+    assert capfd.readouterr().err == LOG_LINES.decode()
