@@ -4,6 +4,17 @@ import math
 import numbers
 
 
+#: The largest noise magnitude (a stddev, scale or KL weight) accepted: far
+#: beyond any useful noise, and small enough that float32 sums and squares of
+#: noisy weights cannot overflow to infinity.
+MAX_MAGNITUDE = 1e6
+
+
+def check_magnitude(name, value):
+    """Validates a noise magnitude: a real number in `[0, MAX_MAGNITUDE]`."""
+    return check_number(name, value, 0.0, MAX_MAGNITUDE, high_inclusive=True)
+
+
 def check_number(name, value, low, high=math.inf, high_inclusive=False):
     """Validates a real-number argument and returns it as a float.
 

@@ -6,7 +6,7 @@ import numbers
 import keras
 
 from noisylayers import control
-from noisylayers._validation import check_number
+from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_positive_int
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -115,9 +115,9 @@ class NoiseSchedule(keras.callbacks.Callback):
         if duration is not None:
             duration = check_positive_int("duration", duration)
         if start is not None:
-            start = check_number("start", start, 0.0)
+            start = check_magnitude("start", start)
         if end is not None:
-            end = check_number("end", end, 0.0)
+            end = check_magnitude("end", end)
         if schedule == "constant":
             if start is not None and end is not None and start != end:
                 raise ValueError(
@@ -145,7 +145,7 @@ class NoiseSchedule(keras.callbacks.Callback):
             The scale, a non-negative float.
         """
         if callable(self.schedule):
-            return check_number("scale", _python_number(self.schedule(index)), 0.0)
+            return check_magnitude("scale", _python_number(self.schedule(index)))
         if self.schedule == "constant":
             return self.end
         duration = self._duration()

@@ -13,7 +13,7 @@ import fnmatch
 import keras
 
 from noisylayers import _keras_private
-from noisylayers._validation import check_number
+from noisylayers._validation import check_magnitude
 from noisylayers.layers import NoisyLayer
 
 
@@ -226,7 +226,7 @@ def _checked(model, enabled, scale, layers):
             f"Received: enabled={enabled!r}"
         )
     if scale is not None:
-        scale = check_number("scale", scale, 0.0)
+        scale = check_magnitude("scale", scale)
     selected = noise_layers(model, layers)
     if not selected:
         raise ValueError(

@@ -8,7 +8,7 @@ import numpy as np
 
 from noisylayers import _keras_private
 from noisylayers import noise as noise_module
-from noisylayers._validation import check_number
+from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_seed
 from noisylayers.layers import estimators as estimators_module
 from noisylayers.noise import sampling
@@ -334,7 +334,7 @@ class NoisyLayer:
 
     @scale.setter
     def scale(self, value):
-        self._scale.assign(check_number("scale", value, 0.0))
+        self._scale.assign(check_magnitude("scale", value))
 
     @property
     def kl_weight(self):
@@ -350,7 +350,7 @@ class NoisyLayer:
                 f"Layer '{self.name}' has no KL term: its noise {self.noise!r} "
                 f"has no `kl_weight`. Received: kl_weight={value!r}"
             )
-        self._kl_weight.assign(check_number("kl_weight", value, 0.0))
+        self._kl_weight.assign(check_magnitude("kl_weight", value))
 
     # -- the call ---------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from keras import ops
 
 from noisylayers import priors as priors_module
 from noisylayers._keras_private import read_value
+from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_number
 from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
@@ -116,7 +117,7 @@ class Factorized(Noise):
     learned = True
 
     def __init__(self, sigma0=0.5):
-        self.sigma0 = check_number("sigma0", sigma0, 0.0)
+        self.sigma0 = check_magnitude("sigma0", sigma0)
         if self.sigma0 == 0.0 or math.isinf(self.sigma0):
             raise ValueError(
                 "Argument `sigma0` must be a positive finite number. "

@@ -2,7 +2,7 @@
 
 import keras
 
-from noisylayers._validation import check_number
+from noisylayers._validation import check_magnitude
 from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 
@@ -51,7 +51,7 @@ class Gaussian(_Sampled):
     symmetric = True
 
     def __init__(self, stddev=0.01, sampler="exact"):
-        self.stddev = check_number("stddev", stddev, 0.0)
+        self.stddev = check_magnitude("stddev", stddev)
         self.sampler = sampling.check_sampler(sampler)
 
     def perturbation(self, value, seed, state=None):
@@ -84,7 +84,7 @@ class MultiplicativeGaussian(_Sampled):
     symmetric = True
 
     def __init__(self, stddev=0.1, sampler="exact"):
-        self.stddev = check_number("stddev", stddev, 0.0)
+        self.stddev = check_magnitude("stddev", stddev)
         self.sampler = sampling.check_sampler(sampler)
 
     def perturbation(self, value, seed, state=None):

@@ -8,12 +8,13 @@ device; that maximum is a constant for the gradient, as in hardware-aware
 training (IBM aihwkit).
 """
 
-import math
 import numbers
 
 import keras
 from keras import ops
 
+from noisylayers._validation import MAX_MAGNITUDE
+from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_number
 from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
@@ -84,7 +85,7 @@ class RelativeGaussian(Noise):
     symmetric = True
 
     def __init__(self, stddev=0.02, per="tensor"):
-        self.stddev = check_number("stddev", stddev, 0.0)
+        self.stddev = check_magnitude("stddev", stddev)
         self.per = _check_per(per)
 
     def perturbation(self, value, seed):
@@ -141,12 +142,15 @@ class PolynomialGaussian(Noise):
             )
         coefficients = list(coefficients)
         if not coefficients or not all(
-            isinstance(c, numbers.Real) and not isinstance(c, bool) and math.isfinite(c)
+            isinstance(c, numbers.Real)
+            and not isinstance(c, bool)
+            and abs(c) <= MAX_MAGNITUDE
             for c in coefficients
         ):
             raise ValueError(
                 "Argument `coefficients` must be a non-empty sequence of "
-                f"finite numbers. Received: coefficients={coefficients!r}"
+                f"finite numbers, each at most {MAX_MAGNITUDE:g} in size. "
+                f"Received: coefficients={coefficients!r}"
             )
         grid = [i / 100 for i in range(101)]
         if min(sum(c * g**k for k, c in enumerate(coefficients)) for g in grid) < 0:
@@ -205,7 +209,7 @@ class Quantize(Noise):
             )
         self.bits = int(bits)
         self.per = _check_per(per)
-        self.stddev = check_number("stddev", stddev, 0.0)
+        self.stddev = check_magnitude("stddev", stddev)
 
     def perturbation(self, value, seed):
         maximum = abs_max(value, self.per)

@@ -8,7 +8,7 @@ import numpy as np
 from keras import ops
 
 from noisylayers import priors as priors_module
-from noisylayers._validation import check_number
+from noisylayers._validation import check_magnitude
 from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 
@@ -33,7 +33,7 @@ def kl_weight_from(kl_weight, dataset_size, owner):
         return 1.0 / int(dataset_size)
     if kl_weight is None:
         return 1.0
-    return check_number("kl_weight", kl_weight, 0.0)
+    return check_magnitude("kl_weight", kl_weight)
 
 
 def warn_unscaled_kl(noise):
@@ -145,7 +145,7 @@ class LearnedGaussian(Noise):
         sampler="exact",
     ):
         self.sampler = sampling.check_sampler(sampler)
-        self.init_stddev = check_number("init_stddev", init_stddev, 0.0)
+        self.init_stddev = check_magnitude("init_stddev", init_stddev)
         if self.init_stddev == 0.0 or math.isinf(self.init_stddev):
             raise ValueError(
                 "Argument `init_stddev` must be a positive finite number. "

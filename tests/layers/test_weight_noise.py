@@ -783,6 +783,8 @@ class WeightNoiseErrorsTest(NoiseLayerTestCase):
         ("string", "stddev", "big", TypeError, r"Received: stddev='big'"),
         ("nan", "stddev", float("nan"), ValueError, r"Received: stddev=nan"),
         ("bool", "stddev", True, TypeError, r"Received: stddev=True"),
+        # Larger noise would overflow float32 sums (tests/test_properties.py).
+        ("huge", "stddev", 1e7, ValueError, r"\[0, 1e\+06\]. Received: stddev=1"),
     )
     def test_bad_gaussian(self, name, value, error, message):
         for cls in (noise.Gaussian, noise.MultiplicativeGaussian):
@@ -821,5 +823,7 @@ class WeightNoiseErrorsTest(NoiseLayerTestCase):
             wrapper.scale = -1
         with pytest.raises(TypeError, match=r"Received: scale=None"):
             wrapper.scale = None
+        with pytest.raises(ValueError, match=r"Received: scale=inf"):
+            wrapper.scale = float("inf")
         self.assertTrue(wrapper.enabled)
         self.assertEqual(wrapper.scale, 1.0)
