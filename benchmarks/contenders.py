@@ -127,6 +127,11 @@ NOISE_KINDS = {
         "config": {"stddev": 0.1},
     },
     "dropconnect": {"class_name": "DropConnect", "config": {"rate": 0.5}},
+    # Issue 14: additive Gaussian drawn from the layer's noise table.
+    "gaussian_table": {
+        "class_name": "Gaussian",
+        "config": {"stddev": 0.01, "sampler": "table"},
+    },
 }
 
 
@@ -498,6 +503,15 @@ CONTENDERS = [
         "noisylayers shared, gaussian, jit_compile=True",
         "reference",
         _noisy_maker("shared", "gaussian", jit_compile=True),
+        needs_tensorflow=True,
+        quick=False,
+        memory=False,
+    ),
+    Contender(
+        "nl-shared-gaussian_table-xla",
+        "noisylayers shared, gaussian, table sampler, jit_compile=True",
+        "reference",
+        _noisy_maker("shared", "gaussian_table", jit_compile=True),
         needs_tensorflow=True,
         quick=False,
         memory=False,

@@ -90,6 +90,14 @@ def targets(results):
                     key, cfg["train"][n]["ratio"], 1.2, le, note=n,
                     noise=noise_band(cfg)))
     for key, cfg in configs.items():
+        if "nl-shared-gaussian_table" not in cfg["train"]:
+            continue
+        limit = 1.2 if cfg["model"] == "mlp" else 1.02
+        out.append(_target(
+            f"table sampler, additive Gaussian <= {limit} x plain", key,
+            cfg["train"]["nl-shared-gaussian_table"]["ratio"], limit, le,
+            note="nl-shared-gaussian_table", noise=noise_band(cfg)))
+    for key, cfg in configs.items():
         worst = max(((cfg["infer"][n]["ratio"], n) for n in noisy
                      if n in cfg["infer"]), default=(None, None))
         out.append(_target("inference with noise off <= 1.02 x plain", key,

@@ -1,4 +1,4 @@
-"""The only module that relies on Keras internals.
+"""The only module that relies on Keras (and TensorFlow) internals.
 
 `WeightNoise` runs an unmodified layer on noisy weight values through
 `keras.StatelessScope`: inside the scope, reading a mapped variable returns
@@ -21,6 +21,11 @@ uses private details of Keras 3 (pinned by `tests/test_keras_private.py`):
   replaces a layer's computation for a while (`override_call`): the Flipout
   LSTM runs Keras' own recurrent loop (masking, `go_backwards`, states)
   with its own step.
+- TensorFlow's `control_flow_util.GraphOrParentsInXlaContext`
+  (`in_xla_context`): `tf.function(jit_compile=True)` traces inside an XLA
+  context. Under XLA, `tf.slice` needs its `begin` at compile time, so a
+  random offset recompiles the step at every call; the noise table takes its
+  windows with `tf.gather` there instead.
 """
 
 import contextlib
@@ -144,3 +149,17 @@ def is_cloneable(model):
     from keras.src.models.functional import Functional
 
     return isinstance(model, (keras.Sequential, Functional))
+
+
+def in_xla_context():
+    """Whether TensorFlow is tracing a function for XLA (`jit_compile=True`).
+
+    False on the other backends, eagerly and in plain `tf.function` graphs.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)

@@ -21,7 +21,8 @@ def test_benchmark_runs_and_reports_every_contender(tmp_path):
         [
             sys.executable, "benchmarks/run.py", "--backend", backend,
             "--configs", "mlp:128", "--rounds", "1", "--chunk", "0.02",
-            "--no-memory", "--no-gradvar", "--contenders", "nl-shared-gaussian",
+            "--no-memory", "--no-gradvar",
+            "--contenders", "nl-shared-gaussian", "nl-shared-gaussian_table",
             "--out", str(out),
         ],
         cwd=ROOT,
@@ -35,5 +36,6 @@ def test_benchmark_runs_and_reports_every_contender(tmp_path):
     train = report["configs"]["mlp-b128"]["train"]
     assert train["plain"]["ratio"] == 1.0
     assert train["nl-shared-gaussian"]["ms"] > 0
+    assert train["nl-shared-gaussian_table"]["ms"] > 0
     if backend == "jax":
         assert report["tensorflow_imported"] is False

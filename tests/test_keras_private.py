@@ -122,3 +122,16 @@ def test_trace_output_spec_traces_call_past_the_layer_override():
     # The `Layer` override asks `compute_output_shape` instead.
     with pytest.raises(NotImplementedError):
         layer.compute_output_spec(keras.KerasTensor((2, 3)))
+
+
+def test_in_xla_context_only_while_tracing_for_xla():
+    assert not _keras_private.in_xla_context()
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    def probe():
+        return tf.constant(_keras_private.in_xla_context())
+
+    assert not bool(tf.function(probe)())
+    assert bool(tf.function(probe, jit_compile=True)())

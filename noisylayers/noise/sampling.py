@@ -24,6 +24,8 @@ import math
 import keras
 from keras import ops
 
+from noisylayers import _keras_private
+
 SAMPLERS = ("exact", "table")
 #: The table holds this many times the largest target's size (at least).
 TABLE_FACTOR = 4
@@ -112,7 +114,19 @@ def table_normal(table, shape, seed):
     second = ops.cast(ops.floor(u[1] * span), "int32") + half
     angle = u[2] * (2.0 * math.pi)
     values = ops.convert_to_tensor(table)
-    a = ops.slice(values, ops.reshape(first, (1,)), (n,))
-    b = ops.slice(values, ops.reshape(second, (1,)), (n,))
-    mixed = ops.cos(angle) * a + ops.sin(angle) * b
+    mixed = ops.cos(angle) * _window(values, first, n) + ops.sin(
+        angle
+    ) * _window(values, second, n)
     return ops.reshape(mixed, shape)
+
+
+def _window(values, start, n):
+    """`values[start:start + n]` for a traced `start`."""
+    if _keras_private.in_xla_context():
+        # TensorFlow's XLA `Slice` needs `begin` at compile time: a random
+        # one would recompile the whole step at every call (~45 ms). A
+        # gather of consecutive indices compiles once, and is as fast.
+        import tensorflow as tf
+
+        return tf.gather(values, start + tf.range(n))
+    return ops.slice(values, ops.reshape(start, (1,)), (n,))

@@ -155,3 +155,33 @@ def test_tensorflow_draws_use_philox(monkeypatch):
     for layer in layers:
         layer(x, training=True)
     assert seen and set(seen) == {"philox"}
+
+
+def test_table_windows_under_xla_are_windows():
+    # Under TensorFlow's XLA the windows are gathered (a sliced window with a
+    # random offset would recompile the step at every call). With a table of
+    # consecutive integers, a window mixed by the rotation (cos t, sin t) is
+    # an arithmetic sequence of step cos t + sin t, and different seeds
+    # choose different windows.
+    table = keras.Variable(np.arange(1 << 16, dtype="float32"), trainable=False)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        jit = lambda f: tf.function(f, jit_compile=True)  # noqa: E731
+    else:
+        import jax
+
+        jit = jax.jit
+    draws = {}
+    for compiled in (False, True):
+        for seed in (3, 4):
+            def draw(seed=seed):
+                return sampling.table_normal(table, (40, 5), seed)
+
+            mixed = numpy(jit(draw)() if compiled else draw()).ravel()
+            steps = np.diff(mixed)
+            # float32 rounding of numbers up to 65536: errors below 0.02.
+            np.testing.assert_allclose(steps, np.median(steps), atol=0.02)
+            assert abs(np.median(steps)) <= np.sqrt(2) + 0.02
+            draws[compiled, seed] = mixed
+    assert not np.allclose(draws[True, 3], draws[True, 4])
