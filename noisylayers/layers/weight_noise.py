@@ -227,8 +227,9 @@ def _build_from_inputs(layer, args, kwargs):
     What Keras' `Layer.__call__` does before a call: the shape of each tensor
     argument of `layer.call`, as `build(input_shape)` for a `build` of one
     argument and as `build(query_shape=..., value_shape=...)` otherwise.
-    Layers of one input are left to `build`, as before; so are arguments
-    that do not bind, for the call to report.
+    Calls with one tensor input are left to `build`, as before (so their
+    variable paths do not change); so are arguments that do not bind, for
+    the call to report.
     """
     signature = inspect.signature(layer.call)
     kwargs = {
@@ -249,6 +250,8 @@ def _build_from_inputs(layer, args, kwargs):
             shapes[f"{name}_shape"] = keras.tree.map_structure(
                 lambda x: None if x is None else tuple(x.shape), value
             )
+    if len(shapes) < 2:
+        return
     params = [
         p.name
         for p in inspect.signature(layer.build).parameters.values()
@@ -256,7 +259,7 @@ def _build_from_inputs(layer, args, kwargs):
     ]
     if len(params) > 1:
         layer.build(**{k: v for k, v in shapes.items() if k in params})
-    elif len(shapes) > 1:
+    else:
         layer.build(next(iter(shapes.values())))
 
 
