@@ -16,27 +16,42 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 COMMON = textwrap.dedent(
     """
+    import contextlib
     import numpy as np, keras, noisylayers
     from noisylayers import noise
 
-    def models():
-        kinds = dict(
-            gaussian=noise.Gaussian(0.1),
-            learned=noise.LearnedGaussian(kl_weight=1e-2),
-            adaptive=noise.AdaptiveGaussian(kl_weight=1e-2),
-            factorized=noise.Factorized(),
-            vd=noise.VariationalDropout(kl_weight=1e-2),
-            table=noise.Gaussian(0.1, sampler="table"),
-        )
-        for name, kind in kinds.items():
-            est = "shared" if name == "factorized" else "flipout"
-            yield name, keras.Sequential([
-                keras.Input((5, 3)),
-                noisylayers.NoisyLSTM(4, noise=kind, estimator=est, seed=1),
-                noisylayers.NoisyDense(4, noise=kind, seed=2, estimator=
-                    "local_reparameterization" if name != "factorized" else "shared"),
-                noisylayers.WeightNoise(keras.layers.Dense(2), noise=kind, seed=3),
-            ])
+    KINDS = dict(
+        gaussian=noise.Gaussian(0.1),
+        learned=noise.LearnedGaussian(kl_weight=1e-2),
+        adaptive=noise.AdaptiveGaussian(kl_weight=1e-2),
+        factorized=noise.Factorized(),
+        vd=noise.VariationalDropout(kl_weight=1e-2),
+        table=noise.Gaussian(0.1, sampler="table"),
+    )
+
+    def model(name):  # every estimator the kind allows, variants and wrapper
+        kind = KINDS[name]
+        est = "shared" if name == "factorized" else "flipout"
+        return keras.Sequential([
+            keras.Input((5, 3)),
+            noisylayers.NoisyLSTM(4, noise=kind, estimator=est, seed=1),
+            noisylayers.NoisyDense(4, noise=kind, seed=2, estimator=
+                "local_reparameterization" if name != "factorized" else "shared"),
+            noisylayers.WeightNoise(keras.layers.Dense(2), noise=kind, seed=3),
+        ])
+
+    def train_save_load(path, scope):  # build and compile in `scope`
+        for name in KINDS:
+            with scope():
+                m = model(name)
+                m.compile("adam", "mse")
+            history = m.fit(x, y, epochs=2, batch_size=8, verbose=0)
+            assert np.isfinite(history.history["loss"]).all(), name
+            m.save(f"{path}/{name}.keras")
+            loaded = keras.models.load_model(f"{path}/{name}.keras")
+            np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                                       m.predict(x, verbose=0), atol=1e-6)
+            print("TRAINED", name)
 
     x = np.random.default_rng(0).normal(size=(16, 5, 3)).astype("float32")
     y = np.zeros((16, 2), "float32")
@@ -50,19 +65,7 @@ TF_SCRIPT = COMMON + textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    path = sys.argv[1]
-    names = [n for n, _ in models()]
-    for name in names:
-        with strategy.scope():
-            model = dict(models())[name]
-            model.compile("adam", "mse")
-        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-        assert np.isfinite(history.history["loss"]).all(), name
-        model.save(f"{path}/{name}.keras")
-        loaded = keras.models.load_model(f"{path}/{name}.keras")
-        np.testing.assert_allclose(loaded.predict(x, verbose=0),
-                                   model.predict(x, verbose=0), atol=1e-6)
-        print("TRAINED", name)
+    train_save_load(sys.argv[1], strategy.scope)
 
     # Each replica draws its own noise: identical inputs, different outputs.
     with strategy.scope():
@@ -102,16 +105,7 @@ JAX_SCRIPT = COMMON + textwrap.dedent(
     import sys, jax
     assert len(jax.devices()) == 2, jax.devices()
     keras.distribution.set_distribution(keras.distribution.DataParallel())
-    path = sys.argv[1]
-    for name, model in models():
-        model.compile("adam", "mse")
-        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-        assert np.isfinite(history.history["loss"]).all(), name
-        model.save(f"{path}/{name}.keras")
-        loaded = keras.models.load_model(f"{path}/{name}.keras")
-        np.testing.assert_allclose(loaded.predict(x, verbose=0),
-                                   model.predict(x, verbose=0), atol=1e-6)
-        print("TRAINED", name)
+    train_save_load(sys.argv[1], contextlib.nullcontext)
     """
 )
 
