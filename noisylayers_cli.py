@@ -131,7 +131,8 @@ def _is_log_line(line):
 def _may_become_log_line(start):
     """Whether an unfinished line could still turn out to be a log line."""
     if start[:1] in (b"I", b"W", b"E", b"F"):
-        if start[1:5].isdigit() or len(start) < 5 and start[1:].isdigit():
+        date = start[1:5]  # "I0000 ...": up to four digits so far
+        if not date or date.isdigit():
             return True
     return any(n.startswith(start[: len(n)]) for n in _LOG_NOTICES)
 

@@ -80,6 +80,19 @@ def test_backend_log_lines_are_dropped(capfd, monkeypatch):
     assert capfd.readouterr().err == b"".join(OWN_LINES).decode() + "unfinished"
 
 
+@pytest.mark.parametrize(
+    "start, held",
+    [
+        (b"", True), (b"I", True), (b"I00", True), (b"W1129 05:3", True),
+        (b"WARN", True), (b"To en", True),  # may still become log lines
+        (b"Epoch", False), (b"Iteration", False), (b"\rTraining", False),
+        (b"I1 am", False), (b"Tomorrow", False),  # cannot: copied at once
+    ],
+)
+def test_an_unfinished_line_is_held_only_while_it_may_be_a_log_line(start, held):
+    assert noisylayers_cli._may_become_log_line(start) is held
+
+
 def test_a_log_level_set_by_the_user_keeps_everything(capfd, monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
     with noisylayers_cli.quiet_backend_logs():
