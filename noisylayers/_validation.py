@@ -10,9 +10,26 @@ import numbers
 MAX_MAGNITUDE = 1e6
 
 
+#: The smallest positive scale accepted (an initial or prior stddev):
+#: smaller ones vanish in float32 arithmetic (their squares underflow).
+MIN_SCALE = 1e-6
+
+
 def check_magnitude(name, value):
     """Validates a noise magnitude: a real number in `[0, MAX_MAGNITUDE]`."""
     return check_number(name, value, 0.0, MAX_MAGNITUDE, high_inclusive=True)
+
+
+def check_scale(name, value):
+    """Validates a positive scale: a real number in `[MIN_SCALE, MAX_MAGNITUDE]`."""
+    return check_number(name, value, MIN_SCALE, MAX_MAGNITUDE, high_inclusive=True)
+
+
+def check_location(name, value):
+    """Validates a location: a real number of size at most `MAX_MAGNITUDE`."""
+    return check_number(
+        name, value, -MAX_MAGNITUDE, MAX_MAGNITUDE, high_inclusive=True
+    )
 
 
 def check_number(name, value, low, high=math.inf, high_inclusive=False):

@@ -22,7 +22,9 @@ import keras
 from keras import ops
 
 from noisylayers._configurable import Configurable
+from noisylayers._validation import check_location
 from noisylayers._validation import check_number
+from noisylayers._validation import check_scale
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -60,12 +62,13 @@ class Normal(Prior):
         scale: Positive float, the standard deviation. Defaults to `1.0`.
 
     Raises:
-        ValueError: if `scale` is not positive.
+        ValueError: for a `scale` outside `[1e-6, 1e6]` or a `loc` larger
+            than 1e6 in size (float32 would overflow or underflow).
     """
 
     def __init__(self, loc=0.0, scale=1.0):
-        self.loc = check_number("loc", loc, -math.inf)
-        self.scale = _check_positive("scale", scale)
+        self.loc = check_location("loc", loc)
+        self.scale = check_scale("scale", scale)
 
     def log_prob(self, x):
         return normal_log_prob(x, self.loc, self.scale)
@@ -88,12 +91,13 @@ class Laplace(Prior):
         scale: Positive float, the scale. Defaults to `1.0`.
 
     Raises:
-        ValueError: if `scale` is not positive.
+        ValueError: for a `scale` outside `[1e-6, 1e6]` or a `loc` larger
+            than 1e6 in size (float32 would overflow or underflow).
     """
 
     def __init__(self, loc=0.0, scale=1.0):
-        self.loc = check_number("loc", loc, -math.inf)
-        self.scale = _check_positive("scale", scale)
+        self.loc = check_location("loc", loc)
+        self.scale = check_scale("scale", scale)
 
     def log_prob(self, x):
         return -ops.abs(x - self.loc) / self.scale - math.log(2.0 * self.scale)
@@ -119,13 +123,14 @@ class ScaleMixtureNormal(Prior):
             Defaults to `exp(-6)`.
 
     Raises:
-        ValueError: for a `pi` outside `[0, 1]` or a non-positive scale.
+        ValueError: for a `pi` outside `[0, 1]` or a scale outside
+            `[1e-6, 1e6]`.
     """
 
     def __init__(self, pi=0.5, scale1=1.0, scale2=math.exp(-6.0)):
         self.pi = check_number("pi", pi, 0.0, 1.0, high_inclusive=True)
-        self.scale1 = _check_positive("scale1", scale1)
-        self.scale2 = _check_positive("scale2", scale2)
+        self.scale1 = check_scale("scale1", scale1)
+        self.scale2 = check_scale("scale2", scale2)
 
     def log_prob(self, x):
         parts = []
@@ -197,16 +202,6 @@ def normal_kl(loc_q, scale_q, loc_p, scale_p):
         - 1.0
         - ops.log(ratio)
     )
-
-
-def _check_positive(name, value):
-    value = check_number(name, value, 0.0)
-    if value == 0.0 or math.isinf(value):
-        raise ValueError(
-            f"Argument `{name}` must be a positive finite number. "
-            f"Received: {name}={value!r}"
-        )
-    return value
 
 
 ALIASES = {

@@ -125,6 +125,10 @@ INVALID = [
     (lambda: priors.Normal(scale="1"), TypeError, "scale='1'"),
     (lambda: priors.Laplace(scale=0.0), ValueError, "scale=0.0"),
     (lambda: priors.Laplace(scale=math.inf), ValueError, "scale=inf"),
+    # Beyond float32's reach (tests/test_properties.py found these).
+    (lambda: priors.Normal(loc=-1e7), ValueError, "loc=-10000000.0"),
+    (lambda: priors.Laplace(scale=1e-7), ValueError, "scale=1e-07"),
+    (lambda: priors.ScaleMixtureNormal(scale1=3e38), ValueError, "scale1=3e+38"),
     (lambda: priors.ScaleMixtureNormal(pi=1.5), ValueError, "pi=1.5"),
     (lambda: priors.ScaleMixtureNormal(pi=-0.1), ValueError, "pi=-0.1"),
     (lambda: priors.ScaleMixtureNormal(scale1=0.0), ValueError, "scale1=0.0"),

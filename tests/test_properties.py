@@ -13,6 +13,7 @@ deadline: every example builds Keras layers and runs them eagerly.
 """
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -26,12 +27,14 @@ from keras import ops
 
 import noisylayers
 from noisylayers import noise
+from noisylayers import priors
 from tests.noise_testing import gradients
 
 PROPERTY = settings(
-    max_examples=int(__import__("os").environ.get("PROPERTY_EXAMPLES", 25)),
+    # PROPERTY_EXAMPLES=N explores N random examples instead.
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 25)),
     deadline=None,
-    derandomize=not __import__("os").environ.get("PROPERTY_EXAMPLES"),
+    derandomize="PROPERTY_EXAMPLES" not in os.environ,  # reproducible CI
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -75,38 +78,34 @@ KINDS = {
 }
 
 
-def _dense(units, kind, estimator, seed):
-    return noisylayers.NoisyDense(units, noise=kind, estimator=estimator, seed=seed)
+# Layer makers: `(units, **noise_arguments)`, the noise arguments being
+# `noise`, `estimator`, `seed` and optionally `targets`.
+def _dense(units, **kwargs):
+    return noisylayers.NoisyDense(units, **kwargs)
 
 
-def _wrapped_dense(units, kind, estimator, seed):
-    return noisylayers.WeightNoise(
-        layers.Dense(units), noise=kind, estimator=estimator, seed=seed
-    )
+def _wrapped_dense(units, **kwargs):
+    return noisylayers.WeightNoise(layers.Dense(units), **kwargs)
 
 
-def _conv1d(units, kind, estimator, seed):
-    return noisylayers.NoisyConv1D(units, 2, noise=kind, estimator=estimator, seed=seed)
+def _conv1d(units, **kwargs):
+    return noisylayers.NoisyConv1D(units, 2, **kwargs)
 
 
-def _conv2d(units, kind, estimator, seed):
-    return noisylayers.NoisyConv2D(
-        units, 2, padding="same", noise=kind, estimator=estimator, seed=seed
-    )
+def _conv2d(units, **kwargs):
+    return noisylayers.NoisyConv2D(units, 2, padding="same", **kwargs)
 
 
-def _lstm(units, kind, estimator, seed):
-    return noisylayers.NoisyLSTM(units, noise=kind, estimator=estimator, seed=seed)
+def _lstm(units, **kwargs):
+    return noisylayers.NoisyLSTM(units, **kwargs)
 
 
-def _gru(units, kind, estimator, seed):
-    return noisylayers.NoisyGRU(units, noise=kind, estimator=estimator, seed=seed)
+def _gru(units, **kwargs):
+    return noisylayers.NoisyGRU(units, **kwargs)
 
 
-def _embedding(units, kind, estimator, seed):
-    return noisylayers.WeightNoise(
-        layers.Embedding(7, units), noise=kind, estimator=estimator, seed=seed
-    )
+def _embedding(units, **kwargs):
+    return noisylayers.WeightNoise(layers.Embedding(7, units), **kwargs)
 
 
 # Layer maker and the input shape (without the batch axis), given `size`.
@@ -132,7 +131,7 @@ def _inputs(name, batch, size, magnitude, seed):
 def _make(name, units, kind, estimator, seed):
     """The layer, or None when this combination is refused at construction."""
     try:
-        return LAYERS[name][0](units, kind, estimator, seed)
+        return LAYERS[name][0](units, noise=kind, estimator=estimator, seed=seed)
     except ValueError as e:
         # Only the estimator may make a valid kind unusable, and the message
         # says so.
@@ -178,7 +177,7 @@ HOSTILE = st.one_of(
     st.integers(-3, 20),
     st.sampled_from([None, True, "1", "tensor", "channel", "zero", [], [0.1, math.nan]]),
 )
-PARAMETERS = {
+KIND_PARAMETERS = {
     "gaussian": ["stddev", "sampler"],
     "multiplicative_gaussian": ["stddev", "sampler"],
     "dropconnect": ["rate"],
@@ -191,25 +190,45 @@ PARAMETERS = {
     "quantize": ["bits", "per", "stddev"],
     "stuck_at": ["rate", "value"],
 }
+PRIOR_PARAMETERS = {
+    "normal": ["loc", "scale"],
+    "laplace": ["loc", "scale"],
+    "scale_mixture_normal": ["pi", "scale1", "scale2"],
+}
+# What a hostile value goes into: a kind's parameter, the parameter of a
+# learned kind's prior, or a noisy layer's own argument.
+ARGUMENTS = (
+    [("kind", k, p) for k, ps in KIND_PARAMETERS.items() for p in ps]
+    + [("prior", k, p) for k, ps in PRIOR_PARAMETERS.items() for p in ps]
+    + [("layer", None, p) for p in ("seed", "targets", "estimator")]
+)
+
+
+def _configure(where, owner, parameter, value):
+    """The noise arguments of a layer, with `value` put where it was drawn."""
+    if where == "kind":
+        return {"noise": noise.ALIASES[owner](**{parameter: value})}
+    if where == "prior":
+        prior = priors.ALIASES[owner](**{parameter: value})
+        return {"noise": noise.LearnedGaussian(prior=prior, kl_weight=0.01)}
+    return {"noise": "gaussian", parameter: value}
 
 
 @PROPERTY
 @given(
-    kind_name=st.sampled_from(sorted(PARAMETERS)),
-    data=st.data(),
+    argument=st.sampled_from(ARGUMENTS),
+    value=HOSTILE,
     name=st.sampled_from(["dense", "wrapped_dense", "conv2d", "lstm"]),
     estimator=st.sampled_from([None, "shared", "flipout", "local_reparameterization"]),
 )
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_an_invalid_configuration_raises_before_the_first_training_step(
-    kind_name, data, name, estimator
+    argument, value, name, estimator
 ):
     keras.backend.clear_session()
-    parameter = data.draw(st.sampled_from(PARAMETERS[kind_name]), "parameter")
-    value = data.draw(HOSTILE, "value")
     try:
-        kind = noise.ALIASES[kind_name](**{parameter: value})
-        layer = LAYERS[name][0](2, kind, estimator, 1)
+        kwargs = {"estimator": estimator, "seed": 1, **_configure(*argument, value)}
+        layer = LAYERS[name][0](2, **kwargs)
         x = _inputs(name, 2, 3, 1.0, 0)
         layer.build(x.shape)
     except (ValueError, TypeError):

@@ -53,8 +53,8 @@ class AdaptiveGaussian(LearnedGaussian):
         sampler: `"exact"` (default) or `"table"`, as for `LearnedGaussian`.
 
     Raises:
-        ValueError: for `init_stddev <= 0`, a negative `kl_weight` or a
-            `dataset_size` below 1.
+        ValueError: for `init_stddev` outside `[1e-6, 1e6]`, a negative
+            `kl_weight` or a `dataset_size` below 1.
     """
 
     def __init__(

@@ -9,6 +9,7 @@ from keras import ops
 
 from noisylayers import priors as priors_module
 from noisylayers._validation import check_magnitude
+from noisylayers._validation import check_scale
 from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 
@@ -118,9 +119,9 @@ class LearnedGaussian(Noise):
             `noisylayers.noise.Gaussian`) for the weight draws.
 
     Raises:
-        ValueError: for `init_stddev <= 0`, a negative `kl_weight`, a
-            `dataset_size` below 1, both `kl_weight` and `dataset_size`, or
-            an unknown prior.
+        ValueError: for `init_stddev` outside `[1e-6, 1e6]`, a negative
+            `kl_weight`, a `dataset_size` below 1, both `kl_weight` and
+            `dataset_size`, or an unknown prior.
 
     Example:
 
@@ -145,12 +146,7 @@ class LearnedGaussian(Noise):
         sampler="exact",
     ):
         self.sampler = sampling.check_sampler(sampler)
-        self.init_stddev = check_magnitude("init_stddev", init_stddev)
-        if self.init_stddev == 0.0 or math.isinf(self.init_stddev):
-            raise ValueError(
-                "Argument `init_stddev` must be a positive finite number. "
-                f"Received: init_stddev={init_stddev!r}"
-            )
+        self.init_stddev = check_scale("init_stddev", init_stddev)
         self.prior = priors_module.get(prior)
         self._kl_weight_arg = kl_weight
         self.dataset_size = dataset_size

@@ -286,6 +286,8 @@ INVALID = [
     ({"init_stddev": -0.1}, ValueError, "init_stddev=-0.1"),
     ({"init_stddev": math.inf}, ValueError, "init_stddev=inf"),
     ({"init_stddev": math.nan}, ValueError, "init_stddev=nan"),
+    # 0 in float32 (tests/test_properties.py found it).
+    ({"init_stddev": 9e-263}, ValueError, "init_stddev=9e-263"),
     ({"init_stddev": "big"}, TypeError, "init_stddev='big'"),
     ({"kl_weight": -1.0}, ValueError, "kl_weight=-1.0"),
     ({"dataset_size": 0}, ValueError, "dataset_size=0"),
