@@ -6,6 +6,7 @@ import keras
 
 from noisylayers import _keras_private
 from noisylayers import control
+from noisylayers._seeds import derive_seed
 from noisylayers._validation import check_seed
 from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
@@ -118,7 +119,8 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
             recurrent kernel or embeddings), or a layer name, glob pattern
             (`"conv*"`) or layer object, or a list of these.
         estimator: The estimator of every wrapper (see `WeightNoise`).
-        seed: Optional integer; layer `i` (in model order) gets `seed + i`.
+        seed: Optional integer; each wrapped layer gets a seed derived from
+            it and the layer's name.
 
     Returns:
         A new `keras.Model` with the same weights.
@@ -146,7 +148,7 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     selected = _select(model, layers)
     order = [layer for layer in control.leaf_layers(model) if id(layer) in selected]
     seeds = {
-        id(layer): None if seed is None else seed + i for i, layer in enumerate(order)
+        id(layer): derive_seed(seed, ("wrap", layer.name)) for layer in order
     }
     def replace(layer):
         if id(layer) not in selected or isinstance(layer, NoisyLayer):

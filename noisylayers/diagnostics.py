@@ -5,6 +5,7 @@ import numpy as np
 
 from noisylayers import _keras_private
 from noisylayers import control
+from noisylayers._seeds import derive_seed
 from noisylayers._validation import check_positive_int
 from noisylayers._validation import check_seed
 
@@ -163,7 +164,7 @@ def mc_predict(model, x, samples=30, batch_size=None, seed=None):
             layer._sample_at_inference = True
             if seed is not None:
                 state = saved_states[index].copy()
-                state[:] = [(seed * 1_000_003 + index) % (2**31), 0]
+                state[:] = [derive_seed(seed, ("mc_predict", index)), 0]
                 layer.seed_generator.state.assign(state)
         for _ in range(samples):
             batches = []

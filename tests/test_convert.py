@@ -11,6 +11,7 @@ import pytest
 from keras import layers
 
 import noisylayers
+from noisylayers._seeds import derive_seed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,7 +105,10 @@ def test_wrap_seeds_layers_differently_and_reproducibly():
     x = _data((8, 8, 1))
     a = noisylayers.wrap(model, seed=7)
     b = noisylayers.wrap(model, seed=7)
-    assert [l.seed for l in noisylayers.noise_layers(a)] == [7, 8, 9, 10, 11]
+    # One salted derivation per layer name (noisylayers._seeds), not seed + i.
+    seeds = [l.seed for l in noisylayers.noise_layers(a)]
+    assert seeds == [derive_seed(7, ("wrap", l.name)) for l in noisylayers.noise_layers(a)]
+    assert len(set(seeds)) == len(seeds) and 7 not in seeds
     np.testing.assert_array_equal(numpy(a(x, training=True)), numpy(b(x, training=True)))
 
 

@@ -4,6 +4,7 @@ import functools
 
 import keras
 
+from noisylayers._seeds import derive_seed
 from noisylayers.layers.base import NoisyVariant
 
 _DOC = """A `{base}` layer whose weights are noisy in training.
@@ -25,7 +26,7 @@ _DOC = """A `{base}` layer whose weights are noisy in training.
         targets: `None` for the kernel, recurrent kernel and bias, or a list
             of weight names.
         seed: Optional integer seed making the noise (and, through
-            `seed + 1`, the layer's dropout masks) reproducible.
+            a seed derived from it, the layer's dropout masks) reproducible.
         **kwargs: The other keyword arguments of `keras.layers.{base}`.
 
     Call arguments:
@@ -68,7 +69,7 @@ class _NoisyRNN(NoisyVariant):
     ):
         # The Keras layer's own `seed` seeds its dropout masks: derived from
         # `seed`, so that dropout and weight noise draw different streams.
-        keras_seed = None if seed is None else seed + 1
+        keras_seed = derive_seed(seed, "keras_layer")
         super().__init__(units, *args, seed=keras_seed, **kwargs)
         self._init_noise(noise, estimator, targets, seed)
 
