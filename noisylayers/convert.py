@@ -1,11 +1,13 @@
 """`wrap` and `unwrap`: put noise into a model you have, take it out again."""
 
 import inspect
+import warnings
 
 import keras
 
 from noisylayers import _keras_private
 from noisylayers import control
+from noisylayers import noise as noise_module
 from noisylayers._seeds import derive_seed
 from noisylayers._validation import check_seed
 from noisylayers.layers.base import DEFAULT_TARGETS
@@ -38,17 +40,102 @@ def _perturbable(layer):
     ) and keras.backend.is_float_dtype(layer.weights[0].dtype)
 
 
+def _children(layer):
+    """The layers inside a plain Keras wrapper layer (none for other layers).
+
+    `Bidirectional` holds a forward and a backward layer; any other
+    `keras.layers.Wrapper` (`TimeDistributed`, a user's wrapper) one `layer`.
+    Noisy layers are not looked into: they are what `wrap` makes.
+    """
+    if isinstance(layer, NoisyLayer):
+        return []
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer, layer.backward_layer]
+    if isinstance(layer, keras.layers.Wrapper):
+        return [layer.layer]
+    return []
+
+
+def _leaves(model):
+    """The layers `wrap` and `unwrap` may replace, in model order.
+
+    `control.leaf_layers`, with the wrapper layers (`Bidirectional`,
+    `TimeDistributed`, ...) replaced by the layers they wrap, recursively.
+    """
+    found = []
+
+    def walk(layer):
+        children = _children(layer)
+        if children:
+            for child in children:
+                walk(child)
+        else:
+            found.append(layer)
+
+    for layer in control.leaf_layers(model):
+        walk(layer)
+    return found
+
+
+def _parents(model):
+    """Maps `id(child)` to the wrapper layer directly holding it."""
+    parents = {}
+
+    def walk(layer):
+        for child in _children(layer):
+            parents[id(child)] = layer
+            walk(child)
+
+    for layer in control.leaf_layers(model):
+        walk(layer)
+    return parents
+
+
+#: The variant of each Keras layer class: `wrap` uses it where a wrapper
+#: layer needs its inner layer to stay of its Keras type (`Bidirectional`
+#: holds recurrent layers, never a `WeightNoise`).
+def _variants():
+    from noisylayers import layers as noisy
+
+    return {
+        keras.layers.Dense: noisy.NoisyDense,
+        keras.layers.Conv1D: noisy.NoisyConv1D,
+        keras.layers.Conv2D: noisy.NoisyConv2D,
+        keras.layers.Conv3D: noisy.NoisyConv3D,
+        keras.layers.LSTM: noisy.NoisyLSTM,
+        keras.layers.GRU: noisy.NoisyGRU,
+    }
+
+
 def _select(model, layers):
-    candidates = control.leaf_layers(model)
-    if layers is None:
-        chosen = [
-            layer
-            for layer in candidates
-            if not isinstance(layer, NoisyLayer) and _perturbable(layer)
-        ]
-    else:
+    """The layers `wrap` replaces: a set of ids (leaves or wrapper layers)."""
+    candidates = _leaves(model)
+    parents = _parents(model)
+    if layers is not None:
         chosen = control.select_layers(model, candidates, layers)
-    return {id(layer) for layer in chosen}
+        noisy = [layer.name for layer in chosen if isinstance(layer, NoisyLayer)]
+        if noisy:
+            raise ValueError(
+                f"Layers {noisy} of model '{model.name}' are noisy already: "
+                "`wrap` does not stack a second noise on them. Change their "
+                "noise with `noisylayers.set_noise`, or `noisylayers.unwrap` "
+                f"the model first. Received: layers={layers!r}"
+            )
+        return {id(layer) for layer in chosen}
+    selected = set()
+    for layer in candidates:
+        if isinstance(layer, NoisyLayer) or not _perturbable(layer):
+            continue
+        parent = parents.get(id(layer))
+        if isinstance(parent, keras.layers.Bidirectional) and (
+            type(layer) not in _variants()
+        ):
+            # No variant keeps it recurrent: wrap the whole Bidirectional.
+            selected.add(id(parent))
+            parents.pop(id(layer))
+        else:
+            selected.add(id(layer))
+    return selected
 
 
 def _clone_layer(layer):
@@ -65,35 +152,74 @@ def _accepted_kwargs_call(layer, *args, **kwargs):
     return layer(*args, **kwargs)
 
 
-def _rebuild(model, replace):
-    """Clones `model`, layer by layer, copying every weight.
+def _copy(layer):
+    """A clone of a layer that is kept, and the function filling its weights."""
+    weights = layer.get_weights()
+    return _clone_layer(layer), lambda new: new.set_weights(weights)
 
-    `replace(layer)` returns `None` to copy a layer as it is, or
-    `(new_layer, holder, weights)`: the layer to use instead, and the layer
-    (itself or one it wraps) that receives `weights` once the clone is built.
+
+def _assign(variables, values):
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def _rebuild_wrapper(layer, convert):
+    """Rebuilds a plain wrapper layer around its converted inner layers.
+
+    Returns the new wrapper and a function that fills the weights of its
+    inner layers once it is built. Keras' `Bidirectional` recreates its
+    forward layer from the given layer's config, so the weights go to the
+    new wrapper's own inner layers, found after construction.
     """
-    copies = []
+    converted = [convert(child) for child in _children(layer)]
+    config = layer.get_config()
+    config.pop("layer", None)
+    if isinstance(layer, keras.layers.Bidirectional):
+        config.pop("backward_layer", None)
+        new = type(layer)(
+            converted[0][0], backward_layer=converted[1][0], **config
+        )
+    else:
+        new = type(layer)(converted[0][0], **config)
+
+    def fill(built):
+        for (_, fill_child), child in zip(converted, _children(built)):
+            fill_child(child)
+
+    return new, fill
+
+
+def _rebuild(model, convert):
+    """Clones `model`, layer by layer, with `convert(layer)` for each layer.
+
+    `convert(layer)` returns `(new_layer, fill)`: the layer to use instead,
+    and a function that receives it once the clone is built and sets its
+    weights.
+    """
+    fills = []
 
     def clone_function(layer):
-        replaced = replace(layer)
-        if replaced is None:
-            new = _clone_layer(layer)
-            copies.append((new, layer.get_weights()))
-            return new
-        new, holder, weights = replaced
-        copies.append((holder, weights))
+        new, fill = convert(layer)
+        fills.append((new, fill))
         return new
 
     kwargs = {"clone_function": clone_function, "recursive": True}
     if not isinstance(model, keras.Sequential):
         kwargs["call_function"] = _accepted_kwargs_call
     new_model = keras.models.clone_model(model, **kwargs)
-    for layer, weights in copies:
-        layer.set_weights(weights)
+    for new, fill in fills:
+        fill(new)
     return new_model
 
 
-def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
+def wrap(
+    model,
+    noise="gaussian",
+    layers=None,
+    estimator="shared",
+    seed=None,
+    fallback="shared",
+):
     """A copy of `model` with weight noise on (some of) its layers.
 
     Rebuilds the model with `keras.models.clone_model`, wrapping each
@@ -102,10 +228,19 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     weight: inference outputs are identical to the original's, training
     calls are noisy. Each wrapper takes the name of the layer it wraps, so
     selections by the old names (`set_noise(model, layers="conv1")`, the
-    ablations) keep working. Layers that are already noisy are left as they
-    are. The original model is not modified. Nested Sequential and
-    functional models are rebuilt too; a layer shared between several
-    places stays shared.
+    ablations) keep working. The original model is not modified. Nested
+    Sequential and functional models are rebuilt too; a layer shared between
+    several places stays shared.
+
+    Wrapper layers are looked into: `TimeDistributed(Dense)` becomes
+    `TimeDistributed(WeightNoise(Dense))`, and the recurrent layers of a
+    `Bidirectional` become their variants (`NoisyLSTM`, `NoisyGRU`), which
+    stay recurrent layers as `Bidirectional` requires; a `Bidirectional` of
+    another recurrent layer (`SimpleRNN`) is wrapped whole.
+
+    Layers that are noisy already keep their noise: with `layers=None` they
+    are left as they are, and selecting one by name is an error (`wrap`
+    never stacks two noises on a layer).
 
     Compilation is not carried over (Keras' cloning does not copy it):
     `compile` the returned model before training it.
@@ -121,6 +256,11 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
         estimator: The estimator of every wrapper (see `WeightNoise`).
         seed: Optional integer; each wrapped layer gets a seed derived from
             it and the layer's name.
+        fallback: The estimator used for a selected layer that does not
+            have `estimator` (a `DepthwiseConv2D` asked for `"flipout"`):
+            `"shared"` (default) falls back and warns once, naming those
+            layers; `None` refuses, naming them all before anything is
+            built.
 
     Returns:
         A new `keras.Model` with the same weights.
@@ -128,7 +268,8 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     Raises:
         ValueError: for a subclassed model (Keras cannot clone it: wrap
             its layers in its own code), a name or pattern matching no
-            layer, or a layer the noise or estimator does not fit.
+            layer or selecting a noisy layer, or a layer the noise or
+            estimator (and `fallback`) does not fit.
         TypeError: for a `model` that is not a Keras model or a malformed
             `layers`.
 
@@ -137,7 +278,7 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     ```python
     base = keras.applications.MobileNetV3Small(weights=None)  # or your own
     noisy = noisylayers.wrap(base, noise=noisylayers.noise.Gaussian(0.01),
-                             layers="conv*")
+                             layers="conv*", estimator="flipout")
     noisy.compile("adam", "sparse_categorical_crossentropy")
     noisy.fit(x, y)              # fine-tune with weight noise
     plain = noisylayers.unwrap(noisy)   # deploy without noisylayers
@@ -145,25 +286,93 @@ def wrap(model, noise="gaussian", layers=None, estimator="shared", seed=None):
     """
     _check_model(model, "wrap")
     seed = check_seed(seed)
-    selected = _select(model, layers)
-    order = [layer for layer in control.leaf_layers(model) if id(layer) in selected]
-    seeds = {
-        id(layer): derive_seed(seed, ("wrap", layer.name)) for layer in order
-    }
-    def replace(layer):
-        if id(layer) not in selected or isinstance(layer, NoisyLayer):
-            return None
-        inner = _clone_layer(layer)
-        new = WeightNoise(
-            inner,
-            noise=noise,
-            estimator=estimator,
-            seed=seeds[id(layer)],
-            name=layer.name,
+    if fallback is not None and fallback != "shared":
+        raise ValueError(
+            "Argument `fallback` must be 'shared' or None. "
+            f"Received: fallback={fallback!r}"
         )
-        return new, inner, layer.get_weights()
+    selected = _select(model, layers)
+    parents = _parents(model)
+    # Every noisy layer is made before cloning, so that every refusal comes
+    # before anything is built, and the fallbacks are known.
+    made, fell_back, refused = {}, [], []
+    for layer in [*_leaves(model), *parents.values()]:
+        if id(layer) not in selected or id(layer) in made:
+            continue
+        in_bidirectional = isinstance(
+            parents.get(id(layer)), keras.layers.Bidirectional
+        )
+        layer_seed = derive_seed(seed, ("wrap", layer.name))
+        chosen = estimator
+        if estimator is not None:
+            probe, _ = _noisy(layer, noise, "shared", layer_seed, in_bidirectional)
+            if estimator not in probe.available_estimators():
+                if fallback is None:
+                    refused.append(f"'{layer.name}' ({type(layer).__name__})")
+                    continue
+                chosen = fallback
+                fell_back.append(layer.name)
+        made[id(layer)] = _noisy(layer, noise, chosen, layer_seed, in_bidirectional)
+    if refused:
+        raise ValueError(
+            f"Estimator {estimator!r} cannot be used for layers "
+            f"{', '.join(refused)} of model '{model.name}' with noise "
+            f"{noise!r}. Select other layers, or pass fallback='shared' to "
+            f"use the shared estimator for them. Received: estimator="
+            f"{estimator!r}, fallback=None"
+        )
+    if fell_back:
+        warnings.warn(
+            f"`wrap`: layers {fell_back} do not have estimator {estimator!r} "
+            "and use 'shared' instead (fallback='shared'; pass "
+            "fallback=None to refuse instead).",
+            stacklevel=2,
+        )
 
-    return _rebuild(model, replace)
+    def convert(layer):
+        if id(layer) in made:
+            return made[id(layer)]
+        if _children(layer) and any(
+            id(inner) in selected for inner in _descendants(layer)
+        ):
+            return _rebuild_wrapper(layer, convert)
+        return _copy(layer)
+
+    return _rebuild(model, convert)
+
+
+def _descendants(layer):
+    for child in _children(layer):
+        yield child
+        yield from _descendants(child)
+
+
+def _noisy(layer, noise, estimator, seed, in_bidirectional):
+    """The noisy replacement of `layer` and the function filling its weights."""
+    weights = layer.get_weights()
+    if in_bidirectional:
+        variant = _variants().get(type(layer))
+        if variant is None:
+            raise ValueError(
+                f"Layer '{layer.name}' (of type {type(layer).__name__}) is "
+                "inside a Bidirectional layer, which holds recurrent layers "
+                "only, and has no noisy variant: select the Bidirectional "
+                f"layer itself instead. Received: layers={layer.name!r}"
+            )
+        new = variant.from_config(
+            {
+                **layer.get_config(),
+                "noise": noise_module.serialize(noise_module.get(noise)),
+                "estimator": estimator,
+                "seed": seed,
+            }
+        )
+        return new, lambda built: _assign(built._candidate_weights(), weights)
+    inner = _clone_layer(layer)
+    new = WeightNoise(
+        inner, noise=noise, estimator=estimator, seed=seed, name=layer.name
+    )
+    return new, lambda built: built.layer.set_weights(weights)
 
 
 #: The keys a variant adds to its Keras layer's config.
@@ -193,7 +402,9 @@ def unwrap(model):
     `WeightNoise(layer)` becomes (a copy of) `layer`, a variant such as
     `NoisyDense` becomes its Keras class (`Dense`) with the same config,
     each holding the clean (mean) weights; for a kind that prunes
-    (`VariationalDropout`) the pruned weights are zero. Inference outputs
+    (`VariationalDropout`) the pruned weights are zero. Noisy layers inside
+    wrapper layers (`Bidirectional(NoisyLSTM(...))`,
+    `TimeDistributed(WeightNoise(...))`) are replaced too. Inference outputs
     are identical. The result needs no noisylayers: saved as `.keras`, it
     loads and predicts where noisylayers is not installed. The original
     model is not modified; compilation is not carried over.
@@ -218,12 +429,11 @@ def unwrap(model):
     """
     _check_model(model, "unwrap")
 
-    def replace(layer):
+    def convert(layer):
         if isinstance(layer, WeightNoise):
             inner = layer.layer
             new = inner.__class__.from_config({**inner.get_config(), "name": layer.name})
-            return new, new, _clean_weights(layer)
-        if isinstance(layer, NoisyVariant):
+        elif isinstance(layer, NoisyVariant):
             base = _keras_base(layer)
             config = {
                 k: v
@@ -231,7 +441,11 @@ def unwrap(model):
                 if k not in NOISE_CONFIG_KEYS
             }
             new = base.from_config(config)
-            return new, new, _clean_weights(layer)
-        return None
+        elif any(isinstance(inner, NoisyLayer) for inner in _descendants(layer)):
+            return _rebuild_wrapper(layer, convert)
+        else:
+            return _copy(layer)
+        weights = _clean_weights(layer)
+        return new, lambda built: built.set_weights(weights)
 
-    return _rebuild(model, replace)
+    return _rebuild(model, convert)

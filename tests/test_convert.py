@@ -56,6 +56,16 @@ def lstm_functional():
     return keras.Model(inputs, layers.Dense(2, name="out")(h))
 
 
+def wrapper_layers():
+    inputs = keras.Input((5, 3))
+    h = layers.Bidirectional(
+        layers.LSTM(4, return_sequences=True, name="lstm"), name="bi"
+    )(inputs)
+    h = layers.TimeDistributed(layers.Dense(3, name="td_dense"), name="td")(h)
+    h = layers.Bidirectional(layers.SimpleRNN(2, name="rnn"), name="bi_rnn")(h)
+    return keras.Model(inputs, layers.Dense(2, name="out")(h))
+
+
 BUILDERS = {
     "sequential": (sequential, (8, 8, 1)),
     "functional": (functional_nested_shared, (8, 8, 1)),
@@ -215,9 +225,12 @@ def test_unwrap_writes_pruned_weights_as_zeros():
     )
 
 
-def test_unwrapped_model_loads_without_noisylayers(tmp_path):
-    model = noisylayers.wrap(functional_nested_shared(), noise="learned_gaussian")
-    x = _data((8, 8, 1))
+@pytest.mark.parametrize(
+    "build, shape", [(functional_nested_shared, (8, 8, 1)), (wrapper_layers, (5, 3))]
+)
+def test_unwrapped_model_loads_without_noisylayers(tmp_path, build, shape):
+    model = noisylayers.wrap(build(), noise="learned_gaussian")
+    x = _data(shape)
     plain = noisylayers.unwrap(model)
     path = str(tmp_path / "plain.keras")
     plain.save(path)
@@ -243,3 +256,57 @@ def test_unwrapped_model_loads_without_noisylayers(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "LOADED" in result.stdout
+
+
+def test_wrap_and_unwrap_look_into_wrapper_layers():
+    model = wrapper_layers()
+    x = _data((5, 3))
+    noisy = noisylayers.wrap(model, seed=1)
+    found = {l.name: type(l).__name__ for l in noisylayers.noise_layers(noisy)}
+    # Bidirectional keeps recurrent layers (the variants); TimeDistributed
+    # holds a WeightNoise; a Bidirectional SimpleRNN (no variant) is wrapped whole.
+    assert found == {
+        "forward_lstm": "NoisyLSTM",
+        "backward_lstm": "NoisyLSTM",
+        "td_dense": "WeightNoise",
+        "bi_rnn": "WeightNoise",
+        "out": "WeightNoise",
+    }
+    assert type(noisy.get_layer("bi")) is layers.Bidirectional
+    expected = numpy(model.predict(x, verbose=0))
+    np.testing.assert_array_equal(numpy(noisy.predict(x, verbose=0)), expected)
+    plain = noisylayers.unwrap(noisy)
+    assert not noisylayers.noise_layers(plain)
+    assert type(plain.get_layer("bi").forward_layer) is layers.LSTM
+    assert type(plain.get_layer("td").layer) is layers.Dense
+    np.testing.assert_array_equal(numpy(plain.predict(x, verbose=0)), expected)
+
+
+def test_wrap_falls_back_per_layer_or_refuses_before_building():
+    inputs = keras.Input((6, 6, 2))
+    h = layers.DepthwiseConv2D(3, name="dw")(inputs)
+    h = layers.Conv2D(3, 3, name="conv")(h)
+    model = keras.Model(inputs, layers.Dense(2, name="out")(layers.Flatten()(h)))
+    with pytest.warns(UserWarning, match=r"layers \['dw'\] do not have estimator 'flipout'"):
+        noisy = noisylayers.wrap(model, estimator="flipout")
+    estimators = {l.name: l.estimator for l in noisylayers.noise_layers(noisy)}
+    assert estimators == {"dw": "shared", "conv": "flipout", "out": "flipout"}
+    with pytest.raises(ValueError, match="'dw' \\(DepthwiseConv2D\\).*fallback=None"):
+        noisylayers.wrap(model, estimator="flipout", fallback=None)
+    with pytest.raises(ValueError, match="Received: fallback='flipout'"):
+        noisylayers.wrap(model, fallback="flipout")
+
+
+def test_wrap_never_stacks_noise_on_a_noisy_layer():
+    noisy = noisylayers.wrap(sequential(), noise="dropconnect")
+    # Default selection keeps the existing noises (nothing is left to wrap).
+    again = noisylayers.wrap(noisy, noise="gaussian")
+    assert {type(l.noise).__name__ for l in noisylayers.noise_layers(again)} == {
+        "DropConnect"
+    }
+    assert all(
+        not isinstance(l.layer, noisylayers.NoisyLayer)
+        for l in noisylayers.noise_layers(again)
+    )
+    with pytest.raises(ValueError, match=r"\['conv1'\] .* noisy already"):
+        noisylayers.wrap(noisy, layers="conv1")
