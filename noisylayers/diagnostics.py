@@ -44,7 +44,10 @@ def noise_stats(model, layers=None):
 
     Returns:
         A `NoiseStatsTable`: a list of dicts, one per perturbed weight, with
-        `"layer"` (the noisy layer's name), `"weight"` (the weight's path),
+        `"layer"` (the noisy layer's name), `"weight"` (the weight's path
+        below the perturbed layer: `"kernel"`, `"lstm_cell/kernel"`, the
+        same for a variant and for a `WeightNoise`), `"path"` (its full
+        path),
         `"kind"` (the noise kind's class name), `"stddev"` (the mean
         standard deviation of the weight's perturbation, before the layer's
         `scale`: the mean sigma for learned kinds), `"snr"` (mean |w| /
@@ -87,10 +90,9 @@ def noise_stats(model, layers=None):
             kl = None
             if layer.noise.has_kl:
                 kl = _number(layer.noise.kl(value, state, seed))
-            inner = layer._perturbed().name + "/"
             row = {
                 "layer": layer.name,
-                "weight": variable.path.split(inner, 1)[-1],
+                "weight": _relative_path(variable, layer._perturbed()),
                 "path": variable.path,
                 "kind": type(layer.noise).__name__,
                 "stddev": stddev,
@@ -102,6 +104,16 @@ def noise_stats(model, layers=None):
             row.update(layer.noise.stats(value, state))
             rows.append(row)
     return rows
+
+
+def _relative_path(variable, owner):
+    """`variable`'s path below the layer `owner` (`"kernel"`,
+    `"lstm_cell/kernel"`): the same for a variant and for a `WeightNoise`,
+    whatever the wrapper and the wrapped layer are named."""
+    prefix = owner.path + "/"
+    if variable.path.startswith(prefix):
+        return variable.path[len(prefix):]
+    return variable.path
 
 
 def _number(x):

@@ -296,8 +296,11 @@ def test_noise_stats_callback_logs_every_epoch(tmp_path):
                 noise=noise.LearnedGaussian(kl_weight=0.01),
                 name="noisy_dense",
             ),
+            # Named like the layer it wraps, as `wrap` names it: the keys
+            # read "wrapper/kernel/...", as for a variant, not
+            # "wrapper/wrapper/kernel/...".
             noisylayers.WeightNoise(
-                layers.Dense(1, name="dense"),
+                layers.Dense(1, name="wrapper"),
                 noise=noise.Gaussian(0.02),
                 name="wrapper",
             ),
