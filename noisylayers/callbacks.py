@@ -302,8 +302,10 @@ class NoiseStats(keras.callbacks.Callback):
             except ImportError:
                 raise ImportError(
                     "NoiseStats(log_dir=...) writes TensorBoard event files, "
-                    "which needs the `tensorboard` package: `pip install "
-                    f"tensorboard`. Received: log_dir={log_dir!r}"
+                    "which needs the `tensorboard` package (TensorFlow 2.20+ "
+                    "no longer installs it): `pip install "
+                    '"noisylayers[tensorboard]"`. Received: '
+                    f"log_dir={log_dir!r}"
                 ) from None
         self.log_dir = log_dir
         self.layers = layers

@@ -3,6 +3,7 @@
 
 import math
 import os
+import sys
 import re
 
 import keras
@@ -352,3 +353,10 @@ def test_noise_stats_callback_logs_every_epoch(tmp_path):
                 tags.setdefault(value.tag, []).append(event.step)
     for key in keys:
         assert sorted(tags[key]) == [0, 1, 2], key
+
+
+def test_noise_stats_callback_without_tensorboard_says_so_at_construction(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails
+    with pytest.raises(ImportError, match=r"noisylayers\[tensorboard\].*log_dir='logs'"):
+        NoiseStats(log_dir="logs")
+    assert NoiseStats().log_dir is None  # History only: no tensorboard needed
