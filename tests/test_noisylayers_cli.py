@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 
 import noisylayers_cli
@@ -176,6 +177,7 @@ def test_the_modules_read_by_file_import_the_standard_library_only(name):
     assert imported and imported <= set(sys.stdlib_module_names), imported
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one backend is enough")
 def test_python_m_noisylayers_runs_the_same_command():
     """`python -m noisylayers` works, though the package's `__init__` (Keras) runs first."""
     child = subprocess.run(
