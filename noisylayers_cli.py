@@ -5,7 +5,8 @@ package imports Keras and its backend (seconds of start-up and a screenful of
 backend log lines), because it registers the layers for
 `keras.models.load_model`. Here, `noisylayers --help`, `--version` and bad
 arguments answer without that import; a valid command then imports
-`noisylayers.cli`, which calls the library and prints.
+`noisylayers.cli`, which calls the library and prints. The arrows run one
+way: this module uses the library, no library module imports this one.
 
 TensorFlow and XLA write start-up lines from C++ (oneDNN, CUDA, CPU
 features, absl notices) that `TF_CPP_MIN_LOG_LEVEL` no longer silences in
@@ -13,36 +14,41 @@ TensorFlow 2.20+. Unless the user set `TF_CPP_MIN_LOG_LEVEL` themselves, the
 command drops such lines, and only those, from its standard error
 (`quiet_backend_logs`).
 
-The defaults the help shows are the library's: `noisylayers.ablation` takes
-them from here, so the two cannot disagree.
+The defaults the help shows are the library's: this module reads them, and
+`parse_shard`, from the files `noisylayers/ablation/settings.py` and
+`plan.py`, which import only the standard library, without running the
+package's `__init__` (`_library_module`). What only a module that imports
+Keras knows, the names of the noise kinds and the descriptions of the
+built-in models, is restated here (`NOISE_KINDS`, `MODELS`); a test pins
+each equal to the library's.
 """
 
 import argparse
 import contextlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import sys
 import textwrap
 import threading
 
-#: The settings of `noisylayers.ablation.run_ablation` (and `ablate`) by
-#: default; `noise` as `noise_text` writes it.
-DEFAULTS = {
-    "model": "cnn",
-    "noise": "gaussian:0.1",
-    "epochs": 10,
-    "seeds": 3,
-    "scales": None,
-    "samples": None,
-    "batch_size": 32,
-    "estimator": None,
-}
-#: Noise draws per layer and scale of a sensitivity ablation.
-SENSITIVITY_DRAWS = 5
-#: The noise scales of a sensitivity ablation.
-DEFAULT_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
-#: The built-in models of `ablate --model` (`noisylayers.ablation.models`).
+#: The noise kinds of `--noise`: the keys of `noisylayers.noise.ALIASES`.
+NOISE_KINDS = (
+    "gaussian",
+    "multiplicative_gaussian",
+    "dropconnect",
+    "learned_gaussian",
+    "adaptive_gaussian",
+    "factorized",
+    "variational_dropout",
+    "relative_gaussian",
+    "polynomial_gaussian",
+    "quantize",
+    "stuck_at",
+)
+#: The built-in models of `ablate --model`: the descriptions of
+#: `noisylayers.ablation.models.TASKS`.
 MODELS = {
     "cnn": "a small CNN on scikit-learn's 8x8 digits",
     "mlp": "an MLP on scikit-learn's 8x8 digits",
@@ -50,33 +56,29 @@ MODELS = {
 }
 
 
-def parse_shard(shard):
-    """Reads a shard as `(i, n)`: shard `i` of `n`, counted from 1.
+def _library_module(name):
+    """Module `noisylayers.ablation.NAME`, run from its file on its own.
 
-    Args:
-        shard: `None`, a string `"i/n"` or a pair `(i, n)`, with
-            `1 <= i <= n` (as `--shard 1/4` ... `--shard 4/4`, or
-            `$SLURM_ARRAY_TASK_ID/4` with `--array=1-4`).
-
-    Returns:
-        `None` or a tuple `(i, n)`.
-
-    Raises:
-        ValueError: for anything else.
+    Only for the modules that import nothing but the standard library
+    (`settings` and `plan`): the package's `__init__`, which imports Keras,
+    does not run. The module object is private to this front end.
     """
-    if shard is None:
-        return None
-    parts = shard.split("/") if isinstance(shard, str) else shard
-    try:
-        index, count = (int(p) for p in parts)
-    except (TypeError, ValueError):
-        index = count = None
-    if index is None or not 1 <= index <= count:
-        raise ValueError(
-            "Argument `shard` must be 'i/n' or (i, n) with 1 <= i <= n: "
-            f"shard i of n, counted from 1. Received: shard={shard!r}"
+    package = importlib.util.find_spec("noisylayers")
+    if package is None or not package.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The noisylayers package is not installed: pip install noisylayers"
         )
-    return index, count
+    path = os.path.join(
+        package.submodule_search_locations[0], "ablation", f"{name}.py"
+    )
+    spec = importlib.util.spec_from_file_location(f"_noisylayers_cli_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_settings = _library_module("settings")
+_plan = _library_module("plan")
 
 
 def main(argv=None):
@@ -242,7 +244,7 @@ def _scales(text):
 
 def _shard(text):
     try:
-        return parse_shard(text)
+        return _plan.parse_shard(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be I/N with 1 <= I <= N (shard I of N): {text!r}"
@@ -251,6 +253,7 @@ def _shard(text):
 
 def build_parser():
     """The `argparse` parser of the `noisylayers` command."""
+    defaults = _settings.DEFAULTS
     parser = argparse.ArgumentParser(
         prog="noisylayers",
         description="Weight noise for Keras 3 layers: per-layer ablations.",
@@ -278,13 +281,13 @@ def build_parser():
     ablate.add_argument(
         "--model",
         choices=sorted(MODELS),
-        help=f"the model and its data ({models}). Default: {DEFAULTS['model']}",
+        help=f"the model and its data ({models}). Default: {defaults['model']}",
     )
     ablate.add_argument(
         "--epochs",
         type=_positive_int,
         metavar="N",
-        help=f"training epochs per run. Default: {DEFAULTS['epochs']}",
+        help=f"training epochs per run. Default: {defaults['epochs']}",
     )
     ablate.add_argument(
         "--seeds",
@@ -292,19 +295,18 @@ def build_parser():
         metavar="N",
         help=(
             "train each configuration with seeds 0..N-1. "
-            f"Default: {DEFAULTS['seeds']}"
+            f"Default: {defaults['seeds']}"
         ),
     )
     ablate.add_argument(
         "--noise",
         metavar="KIND[:VALUE|:NAME=VALUE,...]",
         help=(
-            "the weight noise of the noisy layers: gaussian[:STDDEV], "
-            "multiplicative_gaussian[:STDDEV], dropconnect[:RATE], "
-            "learned_gaussian, adaptive_gaussian, factorized[:SIGMA0] or "
-            "variational_dropout[:THRESHOLD], with any parameter as "
-            "NAME=VALUE (e.g. learned_gaussian:init_stddev=0.05,"
-            f"dataset_size=1000). Default: {DEFAULTS['noise']}"
+            "the weight noise of the noisy layers: KIND, KIND:VALUE (its "
+            "first parameter, e.g. dropconnect:0.2) or KIND:NAME=VALUE,... "
+            "(e.g. learned_gaussian:init_stddev=0.05,dataset_size=1000), "
+            f"with KIND one of {', '.join(NOISE_KINDS)}. "
+            f"Default: {defaults['noise']}"
         ),
     )
     ablate.add_argument(
@@ -338,7 +340,7 @@ def build_parser():
         "--batch-size",
         type=_positive_int,
         metavar="N",
-        help=f"training batch size. Default: {DEFAULTS['batch_size']}",
+        help=f"training batch size. Default: {defaults['batch_size']}",
     )
     _add_report_options(ablate)
     ablate.add_argument(
@@ -437,14 +439,14 @@ def build_parser():
         nargs="+",
         metavar="S",
         help="the noise scales. Default: "
-        + " ".join(f"{s:g}" for s in DEFAULT_SCALES),
+        + " ".join(f"{s:g}" for s in _settings.SENSITIVITY_SCALES),
     )
     sensitivity.add_argument(
         "--draws",
         type=_positive_int,
-        default=SENSITIVITY_DRAWS,
+        default=_settings.SENSITIVITY_DRAWS,
         metavar="N",
-        help=f"noise draws per layer and scale. Default: {SENSITIVITY_DRAWS}",
+        help=f"noise draws per layer and scale. Default: {_settings.SENSITIVITY_DRAWS}",
     )
     sensitivity.add_argument(
         "--out",
@@ -465,17 +467,17 @@ def _add_report_options(parser):
         metavar="S",
         help=(
             "the noise scales of the sensitivity ablation. Default: "
-            + " ".join(f"{s:g}" for s in DEFAULT_SCALES)
+            + " ".join(f"{s:g}" for s in _settings.SENSITIVITY_SCALES)
         ),
     )
     parser.add_argument(
         "--draws",
         type=_positive_int,
-        default=SENSITIVITY_DRAWS,
+        default=_settings.SENSITIVITY_DRAWS,
         metavar="N",
         help=(
             "noise draws per layer and scale in the sensitivity ablation. "
-            f"Default: {SENSITIVITY_DRAWS}"
+            f"Default: {_settings.SENSITIVITY_DRAWS}"
         ),
     )
     parser.add_argument(

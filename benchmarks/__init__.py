@@ -1,4 +1,5 @@
 """Benchmarks of noisylayers against plain Keras, tfp.layers and the naive recipe.
 
-Run `python benchmarks/run.py --help` from the repository root.
+Run `python -m benchmarks.run --help` from the repository root (every
+benchmark runs as a module: `python -m benchmarks.NAME`; see README.md).
 """

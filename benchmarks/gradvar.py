@@ -14,8 +14,8 @@ estimator that decorrelates the noise across the examples of a batch
 script this module measures it alone and/or plots it (log variance vs log
 batch size, one line per estimator, the fitted slope in the legend):
 
-    python benchmarks/gradvar.py --plot docs/gradient_variance.png
-    python benchmarks/gradvar.py --from benchmarks/results/latest-tensorflow.json \
+    python -m benchmarks.gradvar --plot docs/gradient_variance.png
+    python -m benchmarks.gradvar --from benchmarks/results/latest-tensorflow.json \
         --plot docs/gradient_variance.png     # re-plot a run.py result
 """
 
@@ -23,11 +23,9 @@ import argparse
 import os
 import sys
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import numpy as np
 
+from benchmarks import env
 from benchmarks.models import MODELS
 from benchmarks.models import Config
 from benchmarks.models import data
@@ -294,7 +292,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(
         description="Gradient variance vs batch size, per estimator.")
     p.add_argument("--backend", default="tensorflow",
-                   choices=["tensorflow", "jax"],
+                   choices=env.BACKENDS,
                    help="Keras backend (jax: noisylayers estimators only)")
     p.add_argument("--from", dest="source", metavar="RESULTS.json",
                    help="plot the figures of a run.py result (or of this "
@@ -321,13 +319,8 @@ def main(argv=None):
             p.error(f"{args.source} has no gradient_variance (run.py was "
                     "run with --no-gradvar)")
     else:
-        from benchmarks.run import setup_backend
-
-        setup_backend(args.backend)
-        if args.backend == "tensorflow":
-            import tensorflow as tf
-
-            tf.get_logger().setLevel("ERROR")
+        env.setup_backend(args.backend)
+        env.quiet_tensorflow()
         batches = args.batches or (
             [16, 64, 256] if args.quick else [16, 32, 64, 128, 256, 512])
         draws = args.draws or (24 if args.quick else 48)

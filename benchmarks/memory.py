@@ -16,7 +16,8 @@ import json
 import os
 import resource
 import subprocess
-import sys
+
+from benchmarks import env
 
 MARKER = "BENCH-MEMORY "
 
@@ -64,9 +65,10 @@ def child(config, contender, steps=5):
     )
 
 
-def measure(run_py, backend, configs, contenders, jobs=2, skip=None,
-            log=print):
+def measure(backend, configs, contenders, jobs=2, skip=None, log=print):
     """{config_key: {contender: {...}}}, one subprocess per pair.
+
+    Each subprocess is `python -m benchmarks.run --memory-child ...`.
 
     `skip` is a set of (config key, contender name) pairs not to run (the
     unsupported ones).
@@ -81,13 +83,13 @@ def measure(run_py, backend, configs, contenders, jobs=2, skip=None,
 
     def one(task):
         cfg, c = task
-        cmd = [
-            sys.executable, run_py, "--backend", backend,
+        cmd = env.module_command(
+            "benchmarks.run", "--backend", backend,
             "--memory-child", f"{cfg.model}:{cfg.batch}", c.name,
-        ]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        )
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=env, timeout=600
+            cmd, capture_output=True, text=True, cwd=env.ROOT, timeout=600,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
         )
         for line in proc.stdout.splitlines():
             if line.startswith(MARKER):

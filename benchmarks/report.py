@@ -280,7 +280,7 @@ def markdown(results):
 
 
 if __name__ == "__main__":
-    # Re-render saved results: python benchmarks/report.py RESULTS.json
+    # Re-render saved results: python -m benchmarks.report RESULTS.json
     import json
     import sys
 

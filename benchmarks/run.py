@@ -2,10 +2,10 @@
 
 Usage (from the repository root):
 
-    python benchmarks/run.py            # full run, ~15 min on 2 idle CPU cores
-    python benchmarks/run.py --quick    # < 2 min on 2 CPU cores
-    python benchmarks/run.py --backend jax [--quick]   # no TensorFlow needed
-    python benchmarks/run.py --gradvar-plot docs/gradient_variance.png
+    python -m benchmarks.run            # full run, ~15 min on 2 idle CPU cores
+    python -m benchmarks.run --quick    # < 2 min on 2 CPU cores
+    python -m benchmarks.run --backend jax [--quick]   # no TensorFlow needed
+    python -m benchmarks.run --gradvar-plot docs/gradient_variance.png
 
 Prints Markdown tables and writes JSON (and the tables) to
 benchmarks/results/latest-<backend>[-quick].{json,md} unless --out is given.
@@ -13,18 +13,15 @@ See benchmarks/README.md for how to read the figures.
 """
 
 import argparse
-import datetime
 import gc
-import importlib.abc
 import json
 import os
-import platform
 import sys
 import time
-import warnings
+
+from benchmarks import env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 FULL_CONFIGS = ["mlp:128", "mlp:1024", "cnn:128", "lstm:128"]
 QUICK_CONFIGS = ["mlp:128", "cnn:128", "lstm:128"]
@@ -35,7 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="fewer contenders, rounds and batch sizes (< 2 min)")
     p.add_argument("--backend", default="tensorflow",
-                   choices=["tensorflow", "jax"],
+                   choices=env.BACKENDS,
                    help="Keras backend (jax: runs without TensorFlow)")
     p.add_argument("--configs", nargs="+", metavar="MODEL:BATCH",
                    help=f"models and batch sizes (default {FULL_CONFIGS}; "
@@ -62,102 +59,6 @@ def parse_args(argv=None):
     if args.gradvar_plot and args.no_gradvar:
         p.error("--gradvar-plot needs the gradient variance (drop --no-gradvar)")
     return args
-
-
-class _BlockTensorFlow(importlib.abc.MetaPathFinder):
-    """Makes `import tensorflow` fail, as on a machine that has JAX only."""
-
-    BLOCKED = ("tensorflow", "tf_keras", "tensorflow_probability")
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.BLOCKED:
-            raise ImportError(f"{name} is blocked by benchmarks/run.py "
-                              "--backend jax (it must not need TensorFlow)")
-        return None
-
-
-def setup_backend(backend):
-    """Must run before keras is imported."""
-    if "keras" in sys.modules:
-        raise RuntimeError("keras was imported before the backend was set")
-    os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if backend == "jax":
-        sys.meta_path.insert(0, _BlockTensorFlow())
-    # tfp.layers under tf_keras warn about deprecated calls: not ours.
-    warnings.filterwarnings("ignore", category=UserWarning,
-                            module=r"(tensorflow_probability|tf_keras)")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-
-
-def code_state():
-    """The git commit measured, and whether noisylayers/ had local changes.
-
-    Read-only (`--no-optional-locks`: not even the index is refreshed).
-    """
-    import subprocess
-
-    def git(*args):
-        try:
-            out = subprocess.run(
-                ["git", "--no-optional-locks", *args], cwd=ROOT,
-                capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if commit is None:
-        return None
-    changed = git("status", "--porcelain", "--", "noisylayers")
-    return {"commit": commit,
-            "noisylayers_modified": None if changed is None else bool(changed)}
-
-
-def machine_info(backend):
-    import keras
-    import numpy as np
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                line.split(":", 1)[1].strip()
-                for line in f if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-        else os.cpu_count()
-    versions = {"python": platform.python_version(), "keras": keras.__version__,
-                "numpy": np.__version__}
-    if backend == "tensorflow":
-        import tensorflow as tf
-        import tensorflow_probability as tfp
-        import tf_keras
-
-        versions.update(tensorflow=tf.__version__, tensorflow_probability=
-                        tfp.__version__, tf_keras=tf_keras.__version__)
-        devices = [d.device_type for d in tf.config.list_logical_devices()]
-    else:
-        import jax
-
-        versions["jax"] = jax.__version__
-        devices = [str(d) for d in jax.devices()]
-    import noisylayers
-
-    versions["noisylayers"] = noisylayers.__version__
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": cores,
-        "devices": devices,
-        "versions": versions,
-        "code": code_state(),
-    }
 
 
 def measure_config(config, contenders, rounds, chunk_s, log):
@@ -212,16 +113,13 @@ def measure_config(config, contenders, rounds, chunk_s, log):
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_backend(args.backend)
+    env.setup_backend(args.backend)
     started = time.perf_counter()
 
     from benchmarks import contenders as registry
     from benchmarks.models import Config
 
-    if args.backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.get_logger().setLevel("ERROR")  # retracing notes: one fn per model
+    env.quiet_tensorflow()
 
     if args.memory_child:
         from benchmarks import memory
@@ -244,7 +142,7 @@ def main(argv=None):
     chunk_s = args.chunk or (0.03 if args.quick else 0.1)
     with_memory = args.memory if args.memory is not None else not args.quick
 
-    info = machine_info(args.backend)
+    info = env.machine_info(args.backend)
     log(f"backend {args.backend} on {info['cpu']} ({info['cores']} cores); "
         f"contenders: {[c.name for c in contenders]}")
     results = {
@@ -282,7 +180,7 @@ def main(argv=None):
         skip = {(key, name) for key, cfg in results["configs"].items()
                 for name in cfg["unsupported"]}
         results["memory"] = memory.measure(
-            os.path.abspath(__file__), args.backend, configs, contenders,
+            args.backend, configs, contenders,
             jobs=args.jobs, skip=skip, log=log)
 
     results["tensorflow_imported"] = "tensorflow" in sys.modules

@@ -7,7 +7,8 @@ between steps, which `train_on_batch` would not show), interleaved; the
 printed figure per model is the median over the rounds of its time over
 plain's time in the same round.
 
-Run: python benchmarks/sampler.py [--jit]   (ROUNDS=N sets the rounds, default 15)
+Run: python -m benchmarks.sampler [--jit]   (ROUNDS=N sets the rounds, default 15;
+KERAS_BACKEND=jax for JAX)
 `--jit` compiles with `jit_compile=True` on TensorFlow; JAX always compiles
 with XLA, so the flag changes nothing there.
 """
@@ -16,7 +17,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from benchmarks import env
+
+env.setup_backend(os.environ.get("KERAS_BACKEND", "tensorflow"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -6,13 +6,15 @@ once with exact Gaussian noise and once with `sampler="table"`, and prints
 each configuration's validation accuracy (mean ± sd over the seeds) for both,
 the difference of the means and its standard error. A printout, not a test.
 
-Run: python benchmarks/sampler_outcome.py   (SEEDS=N, EPOCHS=N; defaults 5, 10)
+Run: python -m benchmarks.sampler_outcome   (SEEDS=N, EPOCHS=N; defaults 5, 10)
 """
 
 import os
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from benchmarks import env
+
+env.setup_backend(os.environ.get("KERAS_BACKEND", "tensorflow"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

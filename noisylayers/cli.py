@@ -1,7 +1,8 @@
 """The `noisylayers` command: calls the library and prints.
 
-`noisylayers_cli` (outside this package, so that `--help` does not import
-Keras) parses the arguments and then calls `run` here.
+The command's front end, `noisylayers_cli` (outside this package, so that
+`--help` does not import Keras), parses the arguments and then calls `run`
+here. Nothing here calls back into it.
 
 `noisylayers ablate` runs `noisylayers.ablation.run_ablation` (a training
 ablation of a built-in model, then a sensitivity ablation of its trained
@@ -14,17 +15,22 @@ Bad arguments give a one-line error and exit status 2: the command's own
 checks, and the errors of the calls that only check arguments (parsing a
 noise spec, loading the files, `check_settings`, ...), raise `UsageError`.
 An error anywhere else is a bug, and shows its traceback.
+
+The command's output is its own: while it runs, TensorFlow's Python
+warnings (e.g. "5 out of the last 15 calls ... triggered tf.function
+retracing", which training many models in one process triggers) are
+silenced. On JAX, `ablate` turns on JAX's persistent compilation cache in
+`--out`/.jax-cache (unless one is configured), for the rest of the process:
+every run compiles the same steps.
 """
 
 import contextlib
+import logging
 import os
 import sys
 
 import keras
 import numpy as np
-import noisylayers_cli
-from noisylayers_cli import DEFAULT_SCALES
-from noisylayers_cli import DEFAULTS
 
 from noisylayers import noise as noise_module
 from noisylayers.ablation import merge
@@ -35,6 +41,8 @@ from noisylayers.ablation.models import TASKS
 from noisylayers.ablation.optional import MissingDependencyError
 from noisylayers.ablation.pipeline import noise_text
 from noisylayers.ablation.sensitivity import sensitivity_layers
+from noisylayers.ablation.settings import DEFAULTS
+from noisylayers.ablation.settings import SENSITIVITY_SCALES
 
 
 class UsageError(ValueError):
@@ -122,11 +130,11 @@ def _sensitivity(args):
             f"--data {args.data} does not fit MODEL {args.model}: x has "
             f"shape {x.shape}, y {y.shape} ({type(e).__name__}: {first})"
         ) from None
-    out = args.out or pipeline.new_out_dir("sensitivity")
+    out = args.out or store.new_out_dir("sensitivity")
     result = sensitivity_ablation(
         model,
         (x, y),
-        scales=_flatten(args.scales) or list(DEFAULT_SCALES),
+        scales=_flatten(args.scales) or list(SENSITIVITY_SCALES),
         draws=args.draws,
         layers=args.layers,
         noise=noise,
@@ -173,7 +181,9 @@ def _settings(args):
 
 def _sensitivity_options(args):
     return {
-        "sensitivity_scales": _flatten(args.sensitivity_scales) or list(DEFAULT_SCALES),
+        "sensitivity_scales": (
+            _flatten(args.sensitivity_scales) or list(SENSITIVITY_SCALES)
+        ),
         "draws": args.draws,
     }
 
@@ -189,7 +199,7 @@ def _ablate(args):
             )
         out = args.resume
     else:
-        out = args.out or pipeline.new_out_dir()
+        out = args.out or store.new_out_dir()
     settings = _settings(args)
     options = _sensitivity_options(args)
     with _usage_errors():
@@ -202,6 +212,7 @@ def _ablate(args):
         f"{TASKS[settings['model']].description}, noise {settings['noise']}, "
         f"{settings['epochs']} epochs, {settings['seeds']} seed(s), in {out}/"
     )
+    use_jax_compilation_cache(os.path.join(out, ".jax-cache"))
     try:
         report = pipeline.run_ablation(
             **settings,
@@ -255,23 +266,56 @@ def _merge(args):
     return 0
 
 
+def use_jax_compilation_cache(directory):
+    """Turns on JAX's persistent compilation cache in `directory`, on JAX.
+
+    Every run of an ablation compiles the same computation; without the
+    cache, compiling takes most of a short run. Does nothing on another
+    backend, or when a cache directory is configured already. A setting of
+    the whole process: it stays on.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+@contextlib.contextmanager
+def quiet_tensorflow_warnings():
+    """Within the block, TensorFlow's Python logger shows errors only.
+
+    On the TensorFlow backend only; its level is restored afterwards.
+    """
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    logger = logging.getLogger("tensorflow")  # what `tf.get_logger()` returns
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run(args):
     """Runs a command parsed by `noisylayers_cli.build_parser`.
 
     Returns:
-        The exit status (see `main`).
+        0 on success, 1 when a merge lacks runs, a file cannot be written
+        or an optional dependency is missing, 2 for invalid arguments,
+        130 when interrupted.
     """
     command = {"ablate": _ablate, "merge": _merge, "sensitivity": _sensitivity}
     try:
-        return command[args.command](args)
+        with quiet_tensorflow_warnings():
+            return command[args.command](args)
     except UsageError as e:
         print(f"noisylayers {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (OSError, MissingDependencyError) as e:
         print(f"noisylayers {args.command}: error: {e}", file=sys.stderr)
         return 1
-
-
-def main(argv=None):
-    """Runs the `noisylayers` command (`noisylayers_cli.main`)."""
-    return noisylayers_cli.main(argv)

@@ -1,15 +1,18 @@
-"""Smoke test: the benchmark entry point runs and writes its JSON.
+"""Smoke test: the benchmark entry points run and write their JSON.
 
 Timings are not asserted (speed lives in benchmarks/, not in tests); this
-only keeps `benchmarks/run.py` working on the backend under test.
+only keeps `python -m benchmarks.run` working on the backend under test.
 """
 
+import ast
+import glob
 import json
 import os
 import subprocess
 import sys
 
 import keras
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +22,7 @@ def test_benchmark_runs_and_reports_every_contender(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [
-            sys.executable, "benchmarks/run.py", "--backend", backend,
+            sys.executable, "-m", "benchmarks.run", "--backend", backend,
             "--configs", "mlp:128", "--rounds", "1", "--chunk", "0.02",
             "--no-memory", "--no-gradvar",
             "--contenders", "nl-shared-gaussian", "nl-shared-gaussian_table",
@@ -39,3 +42,41 @@ def test_benchmark_runs_and_reports_every_contender(tmp_path):
     assert train["nl-shared-gaussian_table"]["ms"] > 0
     if backend == "jax":
         assert report["tensorflow_imported"] is False
+
+
+def _imports_and_path_uses(source):
+    """The modules a source imports (`a.b` and `a.b.name`), and its uses of sys.path."""
+    modules, path_uses = set(), []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif (isinstance(node, ast.Attribute) and node.attr == "path"
+              and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+            path_uses.append(node.lineno)
+    return modules, path_uses
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="no backend involved")
+def test_benchmarks_are_modules_that_share_one_environment():
+    assert _imports_and_path_uses("import sys\nsys.path.insert(0, '.')")[1] == [2]
+    imports = {}
+    for path in glob.glob(os.path.join(ROOT, "benchmarks", "*.py")):
+        with open(path) as f:
+            modules, path_uses = _imports_and_path_uses(f.read())
+        name = os.path.splitext(os.path.basename(path))[0]
+        assert path_uses == [], f"benchmarks/{name}.py patches sys.path"
+        imports[name] = modules
+    # One way only: run.py uses gradvar.py; both use env.py.
+    assert "benchmarks.gradvar" in imports["run"]
+    assert not any(m.startswith("benchmarks.run") for m in imports["gradvar"])
+    for name in ("run", "gradvar", "memory", "sampler", "sampler_outcome"):
+        assert "benchmarks.env" in imports[name], name
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gradvar", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "Gradient variance vs batch size" in child.stdout

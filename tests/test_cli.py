@@ -1,12 +1,14 @@
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
 
+import keras
 import pytest
 
-from noisylayers.cli import main
+from noisylayers_cli import main
 from noisylayers.cli import noise_text
 from noisylayers.cli import parse_noise
 
@@ -214,3 +216,41 @@ def test_a_missing_optional_dependency_exits_1(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "No module named 'no_such_module_here', needed for the digits data" in err
     assert "Traceback" not in err
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's logger")
+def test_tensorflow_warnings_are_silenced_while_the_command_runs(tmp_path, monkeypatch):
+    import noisylayers.cli as cli
+    import tensorflow as tf
+
+    retracing = "5 out of the last 15 calls to <function f> triggered tf.function retracing."
+    records = _Records()
+    tf.get_logger().addHandler(records)
+    caches = []
+
+    def trains_many_models(**kwargs):  # what training many models in one process logs
+        tf.get_logger().warning(retracing)
+        tf.get_logger().error("an error still shows")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.pipeline, "run_ablation", trains_many_models)
+    monkeypatch.setattr(cli, "use_jax_compilation_cache", caches.append)
+    out = str(tmp_path / "a")
+    try:
+        assert main(["ablate", "--model", "mlp", "--out", out, *TINY]) == 130
+        assert records.messages == ["an error still shows"]
+        tf.get_logger().warning(retracing)  # after the command: shown again
+        assert records.messages[-1] == retracing
+    finally:
+        tf.get_logger().removeHandler(records)
+    # The command, not the library, turns on JAX's compilation cache (on JAX).
+    assert caches == [os.path.join(out, ".jax-cache")]

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from noisylayers.cli import main
+from noisylayers_cli import main
 from tests.ablation.tiny import build_tiny
 from tests.ablation.tiny import make_data
 

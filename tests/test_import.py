@@ -90,3 +90,68 @@ def test_import_is_lazy():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+# The arrows run one way: the command's front end (`noisylayers_cli`, outside
+# the package) uses the library, and no library module imports it.
+# `noisylayers/__main__.py` is the other entry point (`python -m noisylayers`),
+# which runs the front end as the console script does; no module imports it.
+ENTRY_POINTS = {"__main__.py"}
+
+
+def _front_end_uses(source):
+    """The lines of `source` that import or name the module `noisylayers_cli`."""
+    import ast
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Constant):  # importlib.import_module("...")
+            names = [node.value] if isinstance(node.value, str) else []
+        elif isinstance(node, ast.Name):
+            names = [node.id]
+        else:
+            continue
+        if any(name.split(".")[0] == "noisylayers_cli" for name in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def _package_sources():
+    package = os.path.join(ROOT, "noisylayers")
+    for folder, _, files in os.walk(package):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    yield os.path.relpath(path, package), f.read()
+
+
+def test_the_library_does_not_import_its_front_end():
+    # The check itself finds each way of reaching the front end.
+    for bad in ("import noisylayers_cli", "from noisylayers_cli import DEFAULTS",
+                "import importlib\nimportlib.import_module('noisylayers_cli')",
+                "def main():\n    return noisylayers_cli.main()"):
+        assert _front_end_uses(bad), bad
+    assert not _front_end_uses('"""Parsed by `noisylayers_cli`."""\nimport os')
+
+    offenders, checked = {}, 0
+    for path, source in _package_sources():
+        checked += 1
+        if path in ENTRY_POINTS:
+            continue
+        assert "noisylayers.__main__" not in source, path
+        if lines := _front_end_uses(source):
+            offenders[path] = lines
+    assert checked > 30  # the walk found the package's modules
+    assert offenders == {}
+
+
+def test_the_command_does_not_call_back_into_its_front_end():
+    import noisylayers.cli
+
+    assert not hasattr(noisylayers.cli, "main")  # `noisylayers_cli.main` is the one
+    assert callable(noisylayers.cli.run)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 
 import noisylayers_cli
@@ -108,3 +109,80 @@ def test_standard_error_is_restored_after_an_error(capfd, monkeypatch):
             raise KeyboardInterrupt
     os.write(2, LOG_LINES)
     assert capfd.readouterr().err == LOG_LINES.decode()
+
+
+@pytest.fixture
+def help_text(capsys, monkeypatch):
+    """The help of a command, on one line (argparse wraps at $COLUMNS)."""
+    monkeypatch.setenv("COLUMNS", "10000")
+
+    def text(*argv):
+        assert noisylayers_cli.main([*argv, "--help"]) == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    return text
+
+
+def test_noise_kinds_are_the_registry(help_text):
+    from noisylayers import noise
+
+    # Restated so that --help needs no Keras; this fails when a kind is missing.
+    assert list(noisylayers_cli.NOISE_KINDS) == list(noise.ALIASES)
+    text = help_text("ablate")
+    for kind in noise.ALIASES:
+        assert f" {kind}," in text or f" {kind}." in text, kind
+
+
+def test_models_are_the_tasks(help_text):
+    from noisylayers.ablation.models import TASKS
+
+    assert noisylayers_cli.MODELS == {name: t.description for name, t in TASKS.items()}
+    text = help_text("ablate")
+    for name, task in TASKS.items():
+        assert f"{name}: {task.description}" in text
+
+
+def test_the_defaults_shown_are_the_library_s(help_text):
+    from noisylayers.ablation import plan
+    from noisylayers.ablation import settings
+
+    for ours, library in ((noisylayers_cli._settings, settings), (noisylayers_cli._plan, plan)):
+        assert os.path.samefile(ours.__file__, library.__file__)
+    assert dict(noisylayers_cli._settings.DEFAULTS) == dict(settings.DEFAULTS)
+    text = help_text("ablate")
+
+    def shown(option):  # the end of the option's help
+        return text.split(f" --{option} ", 1)[1].split(" --", 1)[0]
+
+    for key in ("model", "noise", "epochs", "seeds", "batch_size"):
+        option = key.replace("_", "-")
+        assert shown(option).endswith(f"Default: {settings.DEFAULTS[key]}"), option
+    scales = " ".join(f"{s:g}" for s in settings.SENSITIVITY_SCALES)
+    assert shown("sensitivity-scales").endswith(f"Default: {scales}")
+    assert shown("draws").endswith(f"Default: {settings.SENSITIVITY_DRAWS}")
+
+
+@pytest.mark.parametrize("name", ["settings", "plan"])
+def test_the_modules_read_by_file_import_the_standard_library_only(name):
+    import ast
+
+    with open(os.path.join(ROOT, "noisylayers", "ablation", f"{name}.py")) as f:
+        tree = ast.parse(f.read())
+    imported = set()
+    for node in tree.body:  # what runs when the file loads
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or ".").split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names), imported
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one backend is enough")
+def test_python_m_noisylayers_runs_the_same_command():
+    """`python -m noisylayers` works, though the package's `__init__` (Keras) runs first."""
+    child = subprocess.run(
+        [sys.executable, "-m", "noisylayers", "--help"],
+        capture_output=True, text=True, env=_env(TF_CPP_MIN_LOG_LEVEL="3"), timeout=300,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.startswith("usage: noisylayers [-h] [--version] COMMAND")

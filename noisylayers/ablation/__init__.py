@@ -12,18 +12,20 @@
 The results (`TrainingAblationResult`, `SensitivityAblationResult`) print
 as a table and write Markdown, CSV, JSON and PNG plots.
 
-The modules, in the order a run goes through them: `models` (the built-in
+The modules, in the order a run goes through them: `settings` (the
+settings of `run_ablation` and their defaults), `models` (the built-in
 models and data), `plan` (configurations, runs, shards), `training` (the
 runner), `store` (the directory on disk), `sensitivity`, `results`,
-`tables` and `plotting` (the outputs), `pipeline` (`run_ablation`), and
-`checks`, `progress` and `optional` (helpers).
+`tables` and `plotting` (the outputs), `pipeline` (`run_ablation`),
+`report` (what it returns), and `checks`, `progress` and `optional`
+(helpers).
 """
 
 from noisylayers.ablation import models
-from noisylayers.ablation.pipeline import AblationReport
 from noisylayers.ablation.pipeline import finish_ablation
 from noisylayers.ablation.pipeline import run_ablation
 from noisylayers.ablation.plan import configurations
+from noisylayers.ablation.report import AblationReport
 from noisylayers.ablation.results import AblationResult
 from noisylayers.ablation.results import SensitivityAblationResult
 from noisylayers.ablation.results import TrainingAblationResult

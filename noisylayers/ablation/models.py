@@ -15,7 +15,6 @@ import dataclasses
 
 import keras
 import numpy as np
-from noisylayers_cli import MODELS
 
 from noisylayers.ablation.optional import require
 from noisylayers.layers import WeightNoise
@@ -224,7 +223,9 @@ class Task:
 
     Attributes:
         name: The `--model` name.
-        description: One line for `--help` and the report.
+        description: One line for the report; `noisylayers ablate --help`
+            shows it too (its front end restates it without importing
+            Keras, and a test pins the two equal).
         build: Function `build(noise, estimator=None)` returning a new
             compiled model.
         data: Function `data(samples=None)` returning
@@ -248,8 +249,13 @@ def _digits_flat(samples=None):
 TASKS = {
     task.name: task
     for task in (
-        Task("cnn", MODELS["cnn"], cnn, _digits_images),
-        Task("mlp", MODELS["mlp"], mlp, _digits_flat),
-        Task("lstm", MODELS["lstm"], lstm, sequence_data),
+        Task("cnn", "a small CNN on scikit-learn's 8x8 digits", cnn, _digits_images),
+        Task("mlp", "an MLP on scikit-learn's 8x8 digits", mlp, _digits_flat),
+        Task(
+            "lstm",
+            "an LSTM on generated noisy sine waves (4 frequencies)",
+            lstm,
+            sequence_data,
+        ),
     )
 }

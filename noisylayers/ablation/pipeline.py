@@ -1,4 +1,4 @@
-"""The default ablation of `noisylayers ablate`: its settings, both parts, the report.
+"""The default ablation of `noisylayers ablate`: both parts, in one call.
 
 `run_ablation` trains one of the built-in models (`models.TASKS`) with
 weight noise in different sets of its layers, over seeds (a training
@@ -6,87 +6,35 @@ ablation), then puts noise into one layer at a time of the trained
 no-noise model (a sensitivity ablation), and writes the tables, plots,
 trained models and runs into one directory. `finish_ablation` does the
 second part for a directory that has every training run (after `merge`).
-`check_settings` checks the settings without training anything.
+`check_settings` checks the settings without training anything, and
+`saved_settings` reads those of a directory. The settings and their
+defaults are `settings.AblationSettings`; the result is a
+`report.AblationReport`.
 """
 
-import dataclasses
-import datetime
 import functools
 import os
 
 import keras
-from noisylayers_cli import DEFAULT_SCALES
-from noisylayers_cli import DEFAULTS  # the defaults `noisylayers --help` shows
-from noisylayers_cli import SENSITIVITY_DRAWS
-from noisylayers_cli import parse_shard
 
 from noisylayers import control
 from noisylayers import diagnostics
 from noisylayers import noise as noise_module
-from noisylayers._validation import check_list
-from noisylayers._validation import check_number
-from noisylayers._validation import check_positive_int
 from noisylayers.ablation import store
 from noisylayers.ablation.models import TASKS
 from noisylayers.ablation.plan import make_spec
+from noisylayers.ablation.plan import parse_shard
+from noisylayers.ablation.report import AblationReport
 from noisylayers.ablation.sensitivity import sensitivity_ablation
+from noisylayers.ablation.settings import DEFAULTS
+from noisylayers.ablation.settings import SENSITIVITY_DRAWS
+from noisylayers.ablation.settings import SENSITIVITY_SCALES
+from noisylayers.ablation.settings import AblationSettings
+from noisylayers.ablation.settings import check_sensitivity_options
+from noisylayers.ablation.settings import not_written_by_ablate
+from noisylayers.ablation.store import new_out_dir
 from noisylayers.ablation.training import training_ablation
 from noisylayers.noise.base import ESTIMATORS
-
-
-
-@dataclasses.dataclass(frozen=True)
-class AblationReport:
-    """What `run_ablation` (or `finish_ablation`) produced.
-
-    Unpacks as its two results: `training, sensitivity = run_ablation()`.
-    Printing it shows what `noisylayers ablate` prints at the end: both
-    tables, the noise figures and the files written.
-
-    Attributes:
-        out_dir: The directory of the ablation.
-        training: The `TrainingAblationResult`: every run saved in
-            `out_dir`.
-        sensitivity: The `SensitivityAblationResult` of the trained
-            baseline model (seed `seeds[0]`), or `None` while runs of the
-            training ablation are missing (in other shards).
-        noise_stats: `noisylayers.noise_stats` of the model trained with
-            noise everywhere (the first seed), or `None`.
-        noise_stats_run: The id of that run, or `None`.
-        files: The paths of the tables and plots written.
-    """
-
-    out_dir: str
-    training: object
-    sensitivity: object = None
-    noise_stats: object = None
-    noise_stats_run: str = None
-    files: tuple = ()
-
-    def __iter__(self):
-        return iter((self.training, self.sensitivity))
-
-    def __str__(self):
-        parts = [str(self.training)]
-        if self.noise_stats is not None:
-            parts.append(
-                "Noise in the model trained with noise everywhere "
-                f"({self.noise_stats_run}):\n{self.noise_stats}"
-            )
-        if self.sensitivity is not None:
-            parts.append(str(self.sensitivity))
-        lines = ["Wrote:", *(f"  {path}" for path in self.files)]
-        models = sum(1 for r in self.training.records if r.get("model"))
-        lines.append(
-            f"  {os.path.join(self.out_dir, store.MODELS_DIR)}/*.keras "
-            f"({models} trained models)"
-        )
-        lines.append(
-            f"  {os.path.join(self.out_dir, store.RUNS_DIR)}/*.json "
-            "(one record per run)"
-        )
-        parts.append("\n".join(lines))
-        return "\n\n".join(parts)
 
 
 def noise_text(noise):
@@ -115,32 +63,20 @@ def saved_settings(directory):
             `noisylayers ablate`).
 
     Returns:
-        A dict with the keys of `DEFAULTS`.
+        A dict with the keys of `settings.DEFAULTS`.
 
     Raises:
         ValueError: if the directory holds no training ablation, or one
             that `run_ablation` did not write.
     """
-    return _settings_of(store.load_spec(directory))
+    return _settings_of(store.load_spec(directory)).as_dict()
 
 
 def _settings_of(spec):
-    meta = spec.get("metadata", {})
-    if "model" not in meta or meta["model"] not in TASKS:
-        raise ValueError(
-            "The directory holds a training ablation that 'noisylayers "
-            "ablate' did not write (its settings name no --model)."
-        )
-    return {
-        "model": meta["model"],
-        "noise": meta["noise"],
-        "epochs": spec["epochs"],
-        "seeds": len(spec["seeds"]),
-        "scales": spec["scales"],
-        "samples": meta.get("samples"),
-        "batch_size": spec["batch_size"],
-        "estimator": meta.get("estimator"),
-    }
+    settings = AblationSettings.from_spec(spec)
+    if settings.model not in TASKS:
+        raise not_written_by_ablate()
+    return settings
 
 
 def check_settings(
@@ -152,7 +88,7 @@ def check_settings(
     samples=DEFAULTS["samples"],
     batch_size=DEFAULTS["batch_size"],
     estimator=DEFAULTS["estimator"],
-    sensitivity_scales=DEFAULT_SCALES,
+    sensitivity_scales=SENSITIVITY_SCALES,
     draws=SENSITIVITY_DRAWS,
     out_dir=None,
     shard=None,
@@ -163,9 +99,9 @@ def check_settings(
     together) and loads its data. Takes the arguments of `run_ablation`.
 
     Returns:
-        The settings as a dict with the keys of `DEFAULTS`, normalized
-        (`noise` as `noise_text` writes it), as `saved_settings` would
-        read them back.
+        The settings as a dict with the keys of `settings.DEFAULTS`,
+        normalized (`noise` as `noise_text` writes it), as
+        `saved_settings` would read them back.
 
     Raises:
         ValueError: for a setting out of range, an unknown model, noise
@@ -179,7 +115,7 @@ def check_settings(
         model, noise, epochs, seeds, scales, samples, batch_size, estimator,
         sensitivity_scales, draws, out_dir, shard,
     )
-    return settings
+    return settings.as_dict()
 
 
 def run_ablation(
@@ -191,7 +127,7 @@ def run_ablation(
     samples=DEFAULTS["samples"],
     batch_size=DEFAULTS["batch_size"],
     estimator=DEFAULTS["estimator"],
-    sensitivity_scales=DEFAULT_SCALES,
+    sensitivity_scales=SENSITIVITY_SCALES,
     draws=SENSITIVITY_DRAWS,
     out_dir=None,
     shard=None,
@@ -212,10 +148,12 @@ def run_ablation(
     and `sensitivity.{md,csv,json,png}`. Calling again with the same
     `out_dir` and settings skips the finished runs (resumes); with `shard`
     only that shard's runs are trained, and the sensitivity ablation waits
-    until every run is there (see `merge` and `finish_ablation`). On the
-    JAX backend, JAX's persistent compilation cache is turned on in
-    `out_dir/.jax-cache` unless one is configured: every run compiles the
-    same steps.
+    until every run is there (see `merge` and `finish_ablation`).
+
+    Every run compiles the same steps: on the JAX backend, JAX's persistent
+    compilation cache saves most of that time. It is a setting of the whole
+    process, so this function leaves it to the caller;
+    `noisylayers ablate` turns it on in `out_dir/.jax-cache`.
 
     Args:
         model: The model and its data (`models.TASKS`): `"cnn"` or `"mlp"`
@@ -262,18 +200,17 @@ def run_ablation(
         sensitivity_scales, draws, out_dir, shard,
     )
     out_dir = out_dir if out_dir is not None else new_out_dir()
-    _use_jax_compilation_cache(out_dir)
     training = training_ablation(
-        functools.partial(task.build, noise=kind, estimator=settings["estimator"]),
+        functools.partial(task.build, noise=kind, estimator=settings.estimator),
         data,
-        epochs=settings["epochs"],
-        seeds=list(range(settings["seeds"])),
-        scales=settings["scales"],
-        batch_size=settings["batch_size"],
+        epochs=settings.epochs,
+        seeds=list(range(settings.seeds)),
+        scales=None if settings.scales is None else list(settings.scales),
+        batch_size=settings.batch_size,
         out_dir=out_dir,
         shard=shard,
         save_models=True,
-        metadata=_metadata(settings),
+        metadata=settings.metadata(),
         progress=progress,
     )
     if not training.complete:
@@ -290,7 +227,7 @@ def run_ablation(
 def finish_ablation(
     training,
     out_dir,
-    sensitivity_scales=DEFAULT_SCALES,
+    sensitivity_scales=SENSITIVITY_SCALES,
     draws=SENSITIVITY_DRAWS,
     progress=True,
 ):
@@ -338,7 +275,7 @@ def finish_ablation(
         )
     files = training.save(out_dir, "training")
     stats, stats_run = _noise_stats(training, out_dir)
-    _, (x_val, y_val) = TASKS[settings["model"]].data(samples=settings["samples"])
+    _, (x_val, y_val) = TASKS[settings.model].data(samples=settings.samples)
     sensitivity = sensitivity_ablation(
         keras.models.load_model(os.path.join(out_dir, baseline["model"])),
         (x_val, y_val),
@@ -353,21 +290,16 @@ def finish_ablation(
     )
 
 
-def new_out_dir(prefix="ablation"):
-    """A new directory name `./PREFIX-YYYYmmdd-HHMMSS` (not created)."""
-    stem = datetime.datetime.now().strftime(f"{prefix}-%Y%m%d-%H%M%S")
-    out, n = stem, 1
-    while os.path.exists(out):
-        n += 1
-        out = f"{stem}-{n}"
-    return out
-
-
 def _prepare(
     model, noise, epochs, seeds, scales, samples, batch_size, estimator,
     sensitivity_scales, draws, out_dir, shard,
 ):
-    """Checks the settings; returns them with the task, noise kind and data."""
+    """Checks the settings; returns them with the task, noise kind and data.
+
+    `AblationSettings` checks each value; here, what needs the library:
+    the model, noise kind and estimator exist and work together, the data
+    leaves enough examples, and `out_dir` holds no other ablation.
+    """
     if model not in TASKS:
         raise ValueError(
             f"Unknown model. Expected one of {sorted(TASKS)}. "
@@ -378,31 +310,22 @@ def _prepare(
         kind = noise_module.parse(noise)
     else:
         kind = noise_module.get(noise)
-    settings = {
-        "model": model,
-        "noise": noise_text(kind),
-        "epochs": check_positive_int("epochs", epochs),
-        "seeds": check_positive_int("seeds", seeds),
-        "scales": None if scales is None else check_list(
-            "scales", scales, functools.partial(check_number, "scales", low=0.0)
-        ),
-        "samples": None if samples is None else check_positive_int(
-            "samples", samples
-        ),
-        "batch_size": check_positive_int("batch_size", batch_size),
-        "estimator": estimator,
-    }
     if estimator is not None and estimator not in ESTIMATORS:
         raise ValueError(
             f"Unknown estimator. Expected one of {list(ESTIMATORS)}. "
             f"Received: estimator={estimator!r}"
         )
-    check_list(
-        "sensitivity_scales",
-        sensitivity_scales,
-        functools.partial(check_number, "sensitivity_scales", low=0.0),
+    settings = AblationSettings(
+        model=model,
+        noise=noise_text(kind),
+        epochs=epochs,
+        seeds=seeds,
+        scales=scales,
+        samples=samples,
+        batch_size=batch_size,
+        estimator=estimator,
     )
-    check_positive_int("draws", draws)
+    check_sensitivity_options(sensitivity_scales, draws)
     parse_shard(shard)
     try:
         built = task.build(noise=kind, estimator=estimator)
@@ -411,7 +334,7 @@ def _prepare(
             f"The noise and estimator do not work with the layers of model "
             f"{model!r}: {e}"
         ) from None
-    data = task.data(samples=settings["samples"])
+    data = task.data(samples=settings.samples)
     (x_train, _), (x_val, _) = data
     if len(x_train) < 2 or len(x_val) < 1:
         raise ValueError(
@@ -422,24 +345,14 @@ def _prepare(
     if out_dir is not None and store.has_spec(out_dir):
         requested = make_spec(
             [layer.name for layer in control.noise_layers(built)],
-            list(range(settings["seeds"])),
-            settings["scales"],
-            settings["epochs"],
-            settings["batch_size"],
-            _metadata(settings),
+            list(range(settings.seeds)),
+            None if settings.scales is None else list(settings.scales),
+            settings.epochs,
+            settings.batch_size,
+            settings.metadata(),
         )
         store.check_same_spec(store.load_spec(out_dir), requested, out_dir)
     return settings, task, kind, data
-
-
-def _metadata(settings):
-    """What the ablation's spec keeps of the settings beyond the training's."""
-    return {
-        "model": settings["model"],
-        "noise": settings["noise"],
-        "samples": settings["samples"],
-        **({"estimator": settings["estimator"]} if settings["estimator"] else {}),
-    }
 
 
 def _noise_stats(training, out_dir):
@@ -459,18 +372,3 @@ def _noise_stats(training, out_dir):
     model = keras.models.load_model(os.path.join(out_dir, run["model"]))
     return diagnostics.noise_stats(model), run["id"]
 
-
-def _use_jax_compilation_cache(out_dir):
-    """Compiles each model's steps once for all runs, on the JAX backend.
-
-    Every run of an ablation compiles the same computation; without JAX's
-    persistent compilation cache, compiling takes most of a short run.
-    """
-    if keras.backend.backend() != "jax":
-        return
-    import jax
-
-    if jax.config.jax_compilation_cache_dir is None:
-        cache = os.path.join(out_dir, ".jax-cache")
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

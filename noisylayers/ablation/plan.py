@@ -4,6 +4,10 @@ A *configuration* is a set of noisy layers whose noise is on. A *run* trains
 one model with one configuration (and optionally a noise scale) and one
 seed. The *spec* holds the settings, from which the runs follow in a fixed
 order; shard `i` of `n` takes every `n`-th run from the `i`-th on.
+
+This module imports only the standard library: the command's front end
+(`noisylayers_cli`) reads `parse_shard` from this file for `--shard`
+without importing the package.
 """
 
 import dataclasses
@@ -108,3 +112,32 @@ def shard_runs(runs, shard):
         return list(runs)
     index, count = shard
     return runs[index - 1 :: count]
+
+
+def parse_shard(shard):
+    """Reads a shard as `(i, n)`: shard `i` of `n`, counted from 1.
+
+    Args:
+        shard: `None`, a string `"i/n"` or a pair `(i, n)`, with
+            `1 <= i <= n` (as `--shard 1/4` ... `--shard 4/4`, or
+            `$SLURM_ARRAY_TASK_ID/4` with `--array=1-4`).
+
+    Returns:
+        `None` or a tuple `(i, n)`.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if shard is None:
+        return None
+    parts = shard.split("/") if isinstance(shard, str) else shard
+    try:
+        index, count = (int(p) for p in parts)
+    except (TypeError, ValueError):
+        index = count = None
+    if index is None or not 1 <= index <= count:
+        raise ValueError(
+            "Argument `shard` must be 'i/n' or (i, n) with 1 <= i <= n: "
+            f"shard i of n, counted from 1. Received: shard={shard!r}"
+        )
+    return index, count

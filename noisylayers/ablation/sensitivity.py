@@ -3,7 +3,6 @@
 import functools
 
 import keras
-from noisylayers_cli import DEFAULT_SCALES
 
 from noisylayers import _keras_private
 from noisylayers import control
@@ -16,6 +15,8 @@ from noisylayers.ablation.checks import check_distinct_names
 from noisylayers.ablation.checks import check_model
 from noisylayers.ablation.progress import progress_bar
 from noisylayers.ablation.results import SensitivityAblationResult
+from noisylayers.ablation.settings import SENSITIVITY_DRAWS
+from noisylayers.ablation.settings import SENSITIVITY_SCALES
 from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
 from noisylayers.layers.base import _matches
@@ -25,8 +26,8 @@ from noisylayers.layers.base import _matches
 def sensitivity_ablation(
     model,
     data,
-    scales=DEFAULT_SCALES,
-    draws=5,
+    scales=SENSITIVITY_SCALES,
+    draws=SENSITIVITY_DRAWS,
     layers=None,
     batch_size=256,
     seed=0,

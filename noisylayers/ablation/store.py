@@ -7,9 +7,10 @@
 Every file is written atomically (to a temporary name, then renamed), so a
 reader never sees a partial file and an interrupted ablation loses only the
 run in progress. A run's model is written before its record: a record in
-`runs/` always has its model.
+`runs/` always has its model. `new_out_dir` names a new directory.
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -130,3 +131,13 @@ def copy_runs(records, sources, out_dir):
                 os.path.exists(target) and os.path.samefile(source, target)
             ):
                 shutil.copyfile(source, target)
+
+
+def new_out_dir(prefix="ablation"):
+    """A new directory name `./PREFIX-YYYYmmdd-HHMMSS` (not created)."""
+    stem = datetime.datetime.now().strftime(f"{prefix}-%Y%m%d-%H%M%S")
+    out, n = stem, 1
+    while os.path.exists(out):
+        n += 1
+        out = f"{stem}-{n}"
+    return out

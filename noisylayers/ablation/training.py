@@ -12,7 +12,6 @@ import os
 import time
 
 import keras
-from noisylayers_cli import parse_shard
 
 from noisylayers import control
 from noisylayers._validation import check_list
@@ -23,6 +22,7 @@ from noisylayers.ablation import store
 from noisylayers.ablation.checks import check_distinct_names
 from noisylayers.ablation.checks import check_model
 from noisylayers.ablation.plan import make_spec
+from noisylayers.ablation.plan import parse_shard
 from noisylayers.ablation.plan import plan_runs
 from noisylayers.ablation.plan import shard_runs
 from noisylayers.ablation.progress import progress_bar

@@ -14,7 +14,7 @@ def data():
 def jax_compilation_cache(tmp_path_factory):
     """Every run compiles the same steps: on JAX, compile them only once.
 
-    (`noisylayers ablate` does the same, see `pipeline._use_jax_compilation_cache`.)
+    (`noisylayers ablate` does the same, see `noisylayers.cli.use_jax_compilation_cache`.)
     """
     if keras.backend.backend() == "jax":
         import jax

@@ -15,7 +15,7 @@ import noisylayers
 from noisylayers.ablation import configurations
 from noisylayers.ablation import merge
 from noisylayers.ablation import training_ablation
-from noisylayers_cli import parse_shard
+from noisylayers.ablation.plan import parse_shard
 from noisylayers.ablation.training import plan_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
