@@ -174,12 +174,12 @@ def format_duration(seconds):
 
 
 def _check_positive(name, value):
-    value = check_number(name, value, 0.0, MAX_MAGNITUDE, high_inclusive=True)
-    if value == 0.0:
+    number = check_number(name, value, 0.0, MAX_MAGNITUDE, high_inclusive=True)
+    if number == 0.0:
         raise ValueError(
             f"Argument `{name}` must be positive. Received: {name}={value!r}"
         )
-    return value
+    return number
 
 
 def _check_coefficients(coefficients):
