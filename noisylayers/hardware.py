@@ -50,10 +50,11 @@ weights programs and reads in seconds) and draws its normals from NumPy
 generators seeded through `noisylayers._seeds.derive_seed`: the same seeds
 give the same weights on every backend.
 
-Measured with the defaults on a tile of Gaussian weights: the weight error
-(std relative to `max|W|`, after global compensation) is about 0.037 right
-after programming, 0.042 after an hour, 0.047 after a day and 0.061 after a
-year, with `alpha` about 1.29, 1.51 and 2.01 at an hour, a day and a year.
+Measured with the defaults on 16 x 16 tiles of Gaussian weights: the weight
+error (std relative to `max|W|`, after global compensation) is about 0.037
+right after programming, 0.041 after an hour, 0.047 after a day and 0.061
+after a year, with `alpha` about 1.29, 1.51 and 2.01 at an hour, a day and
+a year (`tests/test_hardware.py` checks these numbers).
 """
 
 import contextlib
