@@ -436,7 +436,6 @@ class _Devices:
     """
 
     def __init__(self, variable, value, device, per, rng):
-        self.variable = variable
         self.path = variable.path
         self.dtype = value.dtype
         self.shape = value.shape
@@ -603,10 +602,12 @@ class Chip:
 
     @property
     def paths(self):
+        """The paths of the programmed weights, in model order."""
         return list(self._devices)
 
     @property
     def digital(self):
+        """The paths of the weights kept exact (the biases), in model order."""
         return list(self._digital)
 
     def __repr__(self):
