@@ -456,7 +456,81 @@ def build_parser():
     sensitivity.add_argument(
         "--no-progress", action="store_true", help="do not show progress bars"
     )
+    _add_drift_parser(commands)
     return parser
+
+
+def _add_drift_parser(commands):
+    """The `drift` command: accuracy over time on analog (PCM) hardware.
+
+    Its options stay strings here: `noisylayers._drift_command` checks them,
+    so that every bad value gets a one-line error.
+    """
+    drift = commands.add_parser(
+        "drift",
+        help="accuracy of a saved Keras model over time on analog (PCM) hardware",
+        description=textwrap.fill(
+            "Program the weights of a trained, compiled model saved as .keras "
+            "onto simulated phase-change-memory devices (aihwkit's PCM model: "
+            "programming noise, conductance drift, read noise, global drift "
+            "compensation; biases stay digital), several times, and evaluate "
+            "it on DATA.npz (arrays 'x' and 'y') at each time after "
+            "programming. Prints the table and writes drift.md, drift.json "
+            "and drift.png into --out."
+        ),
+        epilog=(
+            "examples:\n"
+            "  noisylayers drift model.keras --data val.npz\n"
+            "  noisylayers drift model.keras --data val.npz --times 1s 1h 1d 30d 1y "
+            "--repeats 10 --per channel\n"
+            "  noisylayers drift model.keras --data val.npz --no-compensation "
+            "--out drift-raw\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    drift.add_argument("model", metavar="MODEL.keras", help="the saved model")
+    drift.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA.npz",
+        help="NumPy .npz file with arrays 'x' (inputs) and 'y' (targets)",
+    )
+    drift.add_argument(
+        "--times",
+        nargs="+",
+        metavar="T",
+        help=(
+            "times after programming: a number with s, m, h, d or y "
+            "(y = 365 d), or plain seconds. Default: 1s 1h 1d 30d 1y"
+        ),
+    )
+    drift.add_argument(
+        "--repeats",
+        metavar="N",
+        help="programmings (each evaluated at every time). Default: 5",
+    )
+    drift.add_argument(
+        "--per",
+        default="tensor",
+        metavar="{tensor,channel}",
+        help=(
+            "map max|W| of each weight tensor, or of each output channel, "
+            "to g_max. Default: tensor"
+        ),
+    )
+    drift.add_argument(
+        "--no-compensation",
+        action="store_true",
+        help="no global drift compensation (default: compensated)",
+    )
+    drift.add_argument(
+        "--seed", metavar="S", help="seed of the programmings and reads. Default: 0"
+    )
+    drift.add_argument(
+        "--out",
+        metavar="DIR",
+        help="directory for the results. Default: ./drift-YYYYmmdd-HHMMSS",
+    )
 
 
 def _add_report_options(parser):

@@ -1,7 +1,8 @@
 """noisylayers: noise on a neural network's weights, as Keras 3 layers.
 
 `import noisylayers` loads what a saved model needs (the layers, the noise
-kinds, the controls); `noisylayers.ablation` is imported on first use.
+kinds, the controls) and `noisylayers.hardware` (analog devices over time);
+`noisylayers.ablation` is imported on first use.
 """
 
 import importlib
@@ -24,6 +25,7 @@ from noisylayers.control import noise_layers
 from noisylayers.control import noise_scope
 from noisylayers.control import set_noise
 from noisylayers import callbacks
+from noisylayers import hardware
 
 __version__ = "0.1.0"
 
@@ -46,6 +48,7 @@ __all__ = [
     "set_noise",
     "noise_scope",
     "callbacks",
+    "hardware",
     "ablation",
 ]
 

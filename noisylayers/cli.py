@@ -150,6 +150,15 @@ def _sensitivity(args):
     return 0
 
 
+def _drift(args):
+    """`noisylayers drift`: accuracy over time on PCM (`noisylayers.hardware`)."""
+    from noisylayers import _drift_command
+
+    with _usage_errors():
+        job = _drift_command.prepare(args)
+    return _drift_command.execute(job)
+
+
 def _settings(args):
     """The `ablate` settings given on the command line, or saved in --resume.
 
@@ -310,6 +319,7 @@ def run(args):
         130 when interrupted.
     """
     command = {"ablate": _ablate, "merge": _merge, "sensitivity": _sensitivity}
+    command["drift"] = _drift
     try:
         with quiet_tensorflow_warnings():
             return command[args.command](args)

@@ -55,3 +55,13 @@ def test_hardware_aware_example_writes_its_plot(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "noise-aware training" in result.stdout
     assert os.path.getsize(tmp_path / "hardware_aware.png") > 10_000
+
+
+def test_analog_drift_example_writes_its_plot(tmp_path):
+    result = _run_example(
+        "analog_drift.py", "--epochs", "1", "--repeats", "1", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| time since programming |" in result.stdout
+    assert "| 1 y |" in result.stdout
+    assert os.path.getsize(tmp_path / "analog_drift.png") > 10_000

@@ -119,6 +119,16 @@ class PolynomialGaussian(Noise):
     `g_max = 25` uS, i.e. `(0.01054, 0.0786, -0.04692)` relative to the
     range. Works with every estimator. String alias: `"polynomial_gaussian"`.
 
+    Which `c_1`: these defaults follow aihwkit's inference noise model
+    (`src/aihwkit/inference/noise/pcm.py`, `PCMLikeNoiseModel`), whose
+    linear coefficient is 1.9650 uS, i.e. `1.9650 / 25 = 0.0786`. aihwkit's
+    training-time `POLY` weight modifier (`WeightModifierParameter.coeffs`
+    in `simulator/parameters/inference.py`) defaults to
+    `[0.0105392, 0.0768, -0.046925]`, with `c_1 = 0.0768`; pass those to
+    match it. This kind is programming noise only, at the moment of
+    programming: for drift and read noise over time after programming, see
+    `noisylayers.hardware`.
+
     Args:
         coefficients: Sequence of floats `c_0, c_1, ...`. The resulting
             stddev must be non-negative on `[0, 1]` (checked on a grid).
