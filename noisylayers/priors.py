@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from noisylayers._configurable import Configurable
+from noisylayers._registry import Registry
 from noisylayers._validation import check_location
 from noisylayers._validation import check_number
 from noisylayers._validation import check_scale
@@ -209,24 +210,30 @@ ALIASES = {
     "laplace": Laplace,
     "scale_mixture_normal": ScaleMixtureNormal,
 }
-_CLASSES = {cls.__name__: cls for cls in (Normal, Laplace, ScaleMixtureNormal, TFPPrior)}
+_REGISTRY = Registry(
+    what="prior",
+    argument="prior",
+    base=Prior,
+    base_name="noisylayers.priors.Prior",
+    aliases=ALIASES,
+    classes=(TFPPrior,),
+    forms=("None", "(TensorFlow backend) a scalar `tfp.distributions` object"),
+)
 
 
 def serialize(prior):
     """The config of a prior (`None` for no prior)."""
-    if prior is None:
-        return None
-    return keras.saving.serialize_keras_object(prior)
+    return _REGISTRY.serialize(prior)
 
 
 def get(identifier):
     """Retrieves a prior from an object, an alias, a config or a TFP object.
 
     Args:
-        identifier: `None` (no prior), a `Prior`, a string alias
-            (`"normal"`, `"laplace"`, `"scale_mixture_normal"`: the prior
-            with its default parameters), a config dict from `serialize`,
-            or (TensorFlow backend) a scalar `tfp.distributions` object.
+        identifier: `None` (no prior), a `Prior`, a string alias (a key of
+            `noisylayers.priors.ALIASES`, or its class name: the prior with
+            its default parameters), a config dict from `serialize`, or
+            (TensorFlow backend) a scalar `tfp.distributions` object.
 
     Returns:
         A `Prior`, or `None`.
@@ -236,40 +243,11 @@ def get(identifier):
             distribution on another backend than TensorFlow.
         TypeError: for anything else.
     """
-    if identifier is None or isinstance(identifier, Prior):
-        return identifier
-    if isinstance(identifier, str):
-        cls = ALIASES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None or cls is TFPPrior:
-            raise ValueError(
-                f"Unknown prior. Expected one of {sorted(ALIASES)}, a "
-                "`noisylayers.priors.Prior`, or (TensorFlow backend) a "
-                f"`tfp.distributions` object. Received: prior={identifier!r}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        try:
-            prior = keras.saving.deserialize_keras_object(
-                identifier, module_objects=_CLASSES, printable_module_name="prior"
-            )
-        except (TypeError, ValueError, KeyError) as e:
-            raise ValueError(
-                f"Could not build a prior from the config. "
-                f"Received: prior={identifier!r} ({e})"
-            ) from e
-        if not isinstance(prior, Prior):
-            raise ValueError(
-                f"The config does not describe a prior. Received: prior={identifier!r}"
-            )
-        return prior
+    if identifier is None:
+        return None
     if type(identifier).__module__.startswith("tensorflow_probability"):
         return TFPPrior(identifier)
-    raise TypeError(
-        "Argument `prior` must be None, a `noisylayers.priors.Prior`, a "
-        f"string alias ({sorted(ALIASES)}), a config dict or (TensorFlow "
-        "backend) a `tfp.distributions` object. "
-        f"Received: prior={identifier!r} (of type {type(identifier).__name__})"
-    )
+    return _REGISTRY.get(identifier)
 
 
 # -- TFP adapter (imported lazily, TensorFlow backend only) ---------------------
