@@ -9,6 +9,7 @@ for kinds, `None` and TFP objects for priors).
 """
 
 import difflib
+import reprlib
 
 import keras
 
@@ -96,12 +97,12 @@ class Registry:
         except (TypeError, ValueError, KeyError) as e:
             raise ValueError(
                 f"Could not build a {self.what} from the config. "
-                f"Received: {self.argument}={config!r} ({e})"
+                f"Received: {self.argument}={brief_repr(config)} ({e})"
             ) from e
         if not isinstance(obj, self.base):
             raise ValueError(
                 f"The config does not describe a `{self.base_name}` (a "
-                f"{self.what}). Received: {self.argument}={config!r}"
+                f"{self.what}). Received: {self.argument}={brief_repr(config)}"
             )
         return obj
 
@@ -137,3 +138,11 @@ class Registry:
 def _one_of(forms):
     """`"a, b or c"`."""
     return forms[0] if len(forms) == 1 else ", ".join(forms[:-1]) + " or " + forms[-1]
+
+
+def brief_repr(value):
+    """`repr(value)`, shortened inside large configs (for messages)."""
+    brief = reprlib.Repr()
+    brief.maxlevel, brief.maxdict, brief.maxlist = 6, 12, 12
+    brief.maxstring = brief.maxother = 200
+    return brief.repr(value)
