@@ -75,8 +75,13 @@ def integrated_kl(prior, mu, s):
     return -normal_entropy(s) - np.trapezoid(q * np_log_prob(prior, x), x)
 
 
+#: The floor of a learned sigma in float32: sigma = softplus(rho) + eps.
+EPS = float(np.finfo("float32").eps)
+
+
 def softplus_inverse(s):
-    return math.log(math.expm1(s))
+    """`rho` with `softplus(rho) + eps == s`."""
+    return math.log(math.expm1(s - EPS))
 
 
 # -- the priors themselves -------------------------------------------------------
@@ -229,7 +234,8 @@ def mc_layer(prior, kl_weight=1.0, estimator="shared"):
 
 def exact_layer_kl(layer, exact):
     """The exact KL summed over the kernel, from the actual float32 sigmas."""
-    sigma = np.logaddexp(0.0, numpy(layer.noise_state(layer.kernel)["rho"].value)[0])
+    rho = numpy(layer.noise_state(layer.kernel)["rho"].value)[0]
+    sigma = np.logaddexp(0.0, rho) + EPS
     mu = numpy(layer.kernel.value)[0]
     return N_IN * sum(exact(float(m), float(s)) for m, s in zip(mu, sigma))
 
@@ -319,7 +325,7 @@ def test_monte_carlo_kl_is_evaluated_at_the_weights_drawn_for_the_call():
     expected = 0.0
     for v, state, p in zip(layer.target_variables, states, drawn):
         mu = numpy(v.value).astype("float64")
-        sigma = np.logaddexp(0.0, numpy(state["rho"].value).astype("float64"))
+        sigma = np.logaddexp(0.0, numpy(state["rho"].value).astype("float64")) + EPS
         w = mu + numpy(p).astype("float64")
         expected += np.sum(np_normal_log_prob(w, mu, sigma) - np_log_prob(prior, w))
     np.testing.assert_allclose(loss, 2.0 * expected, rtol=1e-4, atol=1e-4)
@@ -430,7 +436,7 @@ def test_tfp_normal_prior_uses_the_analytic_kl():
         mu = numpy(v.value).astype("float64")
         s = np.logaddexp(
             0.0, numpy(layer.noise_state(v)["rho"].value).astype("float64")
-        )
+        ) + EPS
         expected += np.sum(
             np.log(0.8 / s) + (s**2 + (mu - 0.1) ** 2) / (2 * 0.8**2) - 0.5
         )
