@@ -248,7 +248,7 @@ class VariationalDropout(Noise):
         return len(variable.shape) >= 2
 
     def build(self, layer, variable, fan_in):
-        warn_unscaled_kl(self)
+        warn_unscaled_kl(self, layer)
         log_sigma2 = layer.add_weight(
             name=f"{variable.name}_log_sigma2",
             shape=tuple(variable.shape),

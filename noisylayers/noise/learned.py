@@ -2,6 +2,7 @@
 
 import math
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -37,9 +38,18 @@ def kl_weight_from(kl_weight, dataset_size, owner):
     return check_magnitude("kl_weight", kl_weight)
 
 
-def warn_unscaled_kl(noise):
-    if noise.kl_weight_given:
+#: The noisy layers already warned about an unscaled KL (once per layer).
+_WARNED_LAYERS = weakref.WeakSet()
+
+
+def warn_unscaled_kl(noise, layer):
+    """Warns, once per noisy layer, that `noise` adds its full KL term.
+
+    `build` runs once per perturbed weight; one warning per layer says it.
+    """
+    if noise.kl_weight_given or layer in _WARNED_LAYERS:
         return
+    _WARNED_LAYERS.add(layer)
     warnings.warn(
         f"{noise!r} adds its full KL term to the loss (kl_weight=1). For a "
         "loss averaged over N training examples, the evidence lower bound "
@@ -183,7 +193,7 @@ class LearnedGaussian(Noise):
 
     def build(self, layer, variable, fan_in):
         if self.has_kl:
-            warn_unscaled_kl(self)
+            warn_unscaled_kl(self, layer)
         dtype = weight_dtype(variable)
         rho = layer.add_weight(
             name=f"{variable.name}_rho",

@@ -657,3 +657,23 @@ def test_a_very_negative_rho_gives_finite_sigma_kl_and_gradients(learned):
     for v in model.weights:
         assert np.isfinite(numpy(v.value)).all(), v.path  # finite gradients
 
+
+def test_the_unscaled_kl_warning_comes_once_per_layer():
+    shared = noise.LearnedGaussian()
+    makers = [
+        lambda: noisylayers.NoisyDense(3, noise=shared),  # kernel, bias
+        lambda: noisylayers.NoisyDense(3, noise=shared),  # the same kind again
+        lambda: noisylayers.WeightNoise(
+            layers.Dense(3), noise=noise.AdaptiveGaussian()
+        ),
+        lambda: noisylayers.NoisyLSTM(  # kernel, recurrent kernel
+            3, noise=noise.VariationalDropout()
+        ),
+    ]
+    shapes = [(None, 5), (None, 5), (None, 5), (None, 4, 5)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for make, shape in zip(makers, shapes):
+            make().build(shape)
+    unscaled = [w for w in caught if "full KL term" in str(w.message)]
+    assert len(unscaled) == len(makers), [str(w.message) for w in unscaled]
