@@ -22,6 +22,8 @@ import keras
 from keras import ops
 
 from noisylayers._configurable import Configurable
+from noisylayers._registry import Registry
+from noisylayers._registry import brief_repr
 from noisylayers._validation import check_location
 from noisylayers._validation import check_number
 from noisylayers._validation import check_scale
@@ -155,19 +157,33 @@ class TFPPrior(Prior):
     one-sample Monte Carlo estimate. Saved as the distribution's class name
     and parameters (nested distributions included).
 
+    A config read from a file may name only `tfp.distributions.Distribution`
+    subclasses, and its tensors may hold `MAX_TFP_PRIOR_NUMBERS` numbers in
+    all (nested distributions included); a distribution with more is
+    refused at construction too, so no file is written that cannot load.
+
     Args:
         distribution: A scalar `tfp.distributions.Distribution`, or its
             config as written by `get_config`.
 
     Raises:
-        ValueError: on a backend other than TensorFlow, or for a
-            distribution that is not scalar.
+        ValueError: on a backend other than TensorFlow, for a distribution
+            that is not scalar or whose parameters hold more than
+            `MAX_TFP_PRIOR_NUMBERS` numbers, or for a config that names
+            anything but a distribution class.
     """
 
     def __init__(self, distribution):
         _require_tensorflow(distribution)
         if isinstance(distribution, dict):
             distribution = _tfp_from_config(distribution)
+        elif not isinstance(distribution, _tfp().distributions.Distribution):
+            raise ValueError(
+                "A TFP prior must be a `tfp.distributions.Distribution`. "
+                f"Received: prior={distribution!r}"
+            )
+        else:
+            _tfp_config(distribution)  # refuses one too large to save
         if tuple(distribution.batch_shape) or tuple(distribution.event_shape):
             raise ValueError(
                 "A TFP prior must be a scalar distribution (empty batch and "
@@ -209,24 +225,30 @@ ALIASES = {
     "laplace": Laplace,
     "scale_mixture_normal": ScaleMixtureNormal,
 }
-_CLASSES = {cls.__name__: cls for cls in (Normal, Laplace, ScaleMixtureNormal, TFPPrior)}
+_REGISTRY = Registry(
+    what="prior",
+    argument="prior",
+    base=Prior,
+    base_name="noisylayers.priors.Prior",
+    aliases=ALIASES,
+    classes=(TFPPrior,),
+    forms=("None", "(TensorFlow backend) a scalar `tfp.distributions` object"),
+)
 
 
 def serialize(prior):
     """The config of a prior (`None` for no prior)."""
-    if prior is None:
-        return None
-    return keras.saving.serialize_keras_object(prior)
+    return _REGISTRY.serialize(prior)
 
 
 def get(identifier):
     """Retrieves a prior from an object, an alias, a config or a TFP object.
 
     Args:
-        identifier: `None` (no prior), a `Prior`, a string alias
-            (`"normal"`, `"laplace"`, `"scale_mixture_normal"`: the prior
-            with its default parameters), a config dict from `serialize`,
-            or (TensorFlow backend) a scalar `tfp.distributions` object.
+        identifier: `None` (no prior), a `Prior`, a string alias (a key of
+            `noisylayers.priors.ALIASES`, or its class name: the prior with
+            its default parameters), a config dict from `serialize`, or
+            (TensorFlow backend) a scalar `tfp.distributions` object.
 
     Returns:
         A `Prior`, or `None`.
@@ -236,40 +258,11 @@ def get(identifier):
             distribution on another backend than TensorFlow.
         TypeError: for anything else.
     """
-    if identifier is None or isinstance(identifier, Prior):
-        return identifier
-    if isinstance(identifier, str):
-        cls = ALIASES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None or cls is TFPPrior:
-            raise ValueError(
-                f"Unknown prior. Expected one of {sorted(ALIASES)}, a "
-                "`noisylayers.priors.Prior`, or (TensorFlow backend) a "
-                f"`tfp.distributions` object. Received: prior={identifier!r}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        try:
-            prior = keras.saving.deserialize_keras_object(
-                identifier, module_objects=_CLASSES, printable_module_name="prior"
-            )
-        except (TypeError, ValueError, KeyError) as e:
-            raise ValueError(
-                f"Could not build a prior from the config. "
-                f"Received: prior={identifier!r} ({e})"
-            ) from e
-        if not isinstance(prior, Prior):
-            raise ValueError(
-                f"The config does not describe a prior. Received: prior={identifier!r}"
-            )
-        return prior
+    if identifier is None:
+        return None
     if type(identifier).__module__.startswith("tensorflow_probability"):
         return TFPPrior(identifier)
-    raise TypeError(
-        "Argument `prior` must be None, a `noisylayers.priors.Prior`, a "
-        f"string alias ({sorted(ALIASES)}), a config dict or (TensorFlow "
-        "backend) a `tfp.distributions` object. "
-        f"Received: prior={identifier!r} (of type {type(identifier).__name__})"
-    )
+    return _REGISTRY.get(identifier)
 
 
 # -- TFP adapter (imported lazily, TensorFlow backend only) ---------------------
@@ -293,49 +286,144 @@ def _require_tensorflow(distribution):
         )
 
 
-def _tfp_config(distribution):
-    """A JSON-able description of a TFP distribution: class and parameters."""
+#: The most numbers the tensors of a TFP prior may hold, nested
+#: distributions included: a prior is applied to each weight, so its
+#: parameters are a few scalars or a small mixture. Bounds what a file can
+#: make the loader allocate.
+MAX_TFP_PRIOR_NUMBERS = 10_000
+#: How deep distributions may nest in a TFP prior's config.
+_MAX_TFP_DEPTH = 8
+_NOT_PARAMETERS = ("validate_args", "allow_nan_stats", "name")
+
+
+def _tfp_config(distribution, counted=None):
+    """A JSON-able description of a TFP distribution: class and parameters.
+
+    Raises:
+        ValueError: when its tensors hold more than `MAX_TFP_PRIOR_NUMBERS`
+            numbers in all (checked before they are copied).
+    """
     import numpy as np
 
     tfd = _tfp().distributions
+    counted = [0] if counted is None else counted
+    class_name = type(distribution).__name__
     params = {}
     for name, value in distribution.parameters.items():
-        if name in ("validate_args", "allow_nan_stats", "name") or value is None:
+        if name in _NOT_PARAMETERS or value is None:
             continue
         if isinstance(value, tfd.Distribution):
-            params[name] = _tfp_config(value)
+            params[name] = _tfp_config(value, counted)
         elif isinstance(value, (bool, int, float, str)):
             params[name] = value
         elif hasattr(value, "as_numpy_dtype"):  # a tf.DType
             params[name] = {"dtype": value.name}
         else:
+            _count(class_name, name, int(np.size(value)), counted)
             array = np.asarray(value)
             if array.dtype == np.float64:  # Python floats: TFP makes float32
                 array = array.astype("float32")
             params[name] = {"tensor": array.tolist(), "dtype": array.dtype.name}
-    return {"class_name": type(distribution).__name__, "parameters": params}
+    return {"class_name": class_name, "parameters": params}
 
 
-def _tfp_from_config(config):
+def _tfp_from_config(config, counted=None, depth=0):
+    """The distribution a config from `_tfp_config` describes, checked.
+
+    Raises:
+        ValueError: for a malformed config, a class that is not a
+            `tfp.distributions.Distribution`, a tensor of a non-numeric
+            dtype, more than `MAX_TFP_PRIOR_NUMBERS` numbers, or
+            distributions nested deeper than `_MAX_TFP_DEPTH`.
+    """
     import numpy as np
+    import tensorflow as tf
 
     tfd = _tfp().distributions
-    try:
-        cls = getattr(tfd, config["class_name"])
-        params = {}
-        for name, value in config["parameters"].items():
-            if isinstance(value, dict) and "class_name" in value:
-                value = _tfp_from_config(value)
-            elif isinstance(value, dict) and "tensor" in value:
-                value = np.asarray(value["tensor"], dtype=value["dtype"])
-            elif isinstance(value, dict) and "dtype" in value:
-                import tensorflow as tf
-
-                value = tf.as_dtype(value["dtype"])
-            params[name] = value
-        return cls(**params)
-    except (AttributeError, KeyError, TypeError) as e:
+    counted = [0] if counted is None else counted
+    if not (
+        isinstance(config, dict)
+        and isinstance(config.get("class_name"), str)
+        and isinstance(config.get("parameters"), dict)
+    ):
         raise ValueError(
-            f"Could not rebuild the TFP prior from its config. "
-            f"Received: {config!r} ({e})"
+            "A TFP prior's config is {'class_name': NAME, 'parameters': "
+            f"{{...}}}}. Received: {brief_repr(config)}"
+        )
+    class_name = config["class_name"]
+    if depth > _MAX_TFP_DEPTH:
+        raise ValueError(
+            f"A TFP prior's distributions may nest {_MAX_TFP_DEPTH} deep at "
+            f"most; {class_name} is deeper. Received: {brief_repr(config)}"
+        )
+    cls = None if class_name.startswith("_") else getattr(tfd, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, tfd.Distribution)):
+        raise ValueError(
+            f"The TFP prior's class_name {class_name!r} is not a "
+            "`tfp.distributions.Distribution` subclass: a saved prior names "
+            f"a distribution class only. Received: {brief_repr(config)}"
+        )
+    params = {}
+    for name, value in config["parameters"].items():
+        where = f"The TFP prior's parameter `{name}` of {class_name}"
+        if isinstance(value, dict) and "class_name" in value:
+            value = _tfp_from_config(value, counted, depth + 1)
+        elif isinstance(value, dict) and "tensor" in value:
+            try:
+                dtype = np.dtype(value.get("dtype"))
+            except TypeError:
+                dtype = None
+            if dtype is None or dtype.kind not in "biuf":
+                raise ValueError(
+                    f"{where} has dtype {value.get('dtype')!r}: a saved "
+                    "tensor is boolean, integer or floating point."
+                )
+            _count(class_name, name, _size(value["tensor"]), counted)
+            try:
+                value = np.asarray(value["tensor"], dtype=dtype)
+            except (TypeError, ValueError) as e:
+                raise ValueError(
+                    f"{where} is not a {dtype.name} tensor ({e})."
+                ) from None
+        elif isinstance(value, dict) and "dtype" in value:
+            try:
+                value = tf.as_dtype(value["dtype"])
+            except TypeError as e:
+                raise ValueError(f"{where} is not a dtype ({e}).") from None
+        elif value is not None and not isinstance(value, (bool, int, float, str)):
+            raise ValueError(
+                f"{where} is {brief_repr(value)}: a saved parameter is a number, "
+                "a string, a tensor, a dtype or a distribution."
+            )
+        params[name] = value
+    failures = (AttributeError, KeyError, TypeError, ValueError, tf.errors.OpError)
+    try:
+        return cls(**params)
+    except failures as e:
+        raise ValueError(
+            f"Could not rebuild the TFP prior {class_name} from its config "
+            f"({e}). Received: {brief_repr(config)}"
         ) from e
+
+
+def _count(class_name, name, size, counted):
+    counted[0] += size
+    if counted[0] > MAX_TFP_PRIOR_NUMBERS:
+        raise ValueError(
+            f"The TFP prior's parameter `{name}` of {class_name} brings its "
+            f"tensors to {counted[0]} numbers or more; a TFP prior holds at "
+            f"most {MAX_TFP_PRIOR_NUMBERS} (it is applied to each weight: "
+            "its parameters are a few scalars or a small mixture)."
+        )
+
+
+def _size(nested):
+    """How many numbers a nested list holds (stops past the bound)."""
+    size, stack = 0, [nested]
+    while stack and size <= MAX_TFP_PRIOR_NUMBERS:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        else:
+            size += 1
+    return size + len(stack)

@@ -75,8 +75,13 @@ def integrated_kl(prior, mu, s):
     return -normal_entropy(s) - np.trapezoid(q * np_log_prob(prior, x), x)
 
 
+#: The floor of a learned sigma in float32: sigma = softplus(rho) + eps.
+EPS = float(np.finfo("float32").eps)
+
+
 def softplus_inverse(s):
-    return math.log(math.expm1(s))
+    """`rho` with `softplus(rho) + eps == s`."""
+    return math.log(math.expm1(s - EPS))
 
 
 # -- the priors themselves -------------------------------------------------------
@@ -229,7 +234,8 @@ def mc_layer(prior, kl_weight=1.0, estimator="shared"):
 
 def exact_layer_kl(layer, exact):
     """The exact KL summed over the kernel, from the actual float32 sigmas."""
-    sigma = np.logaddexp(0.0, numpy(layer.noise_state(layer.kernel)["rho"].value)[0])
+    rho = numpy(layer.noise_state(layer.kernel)["rho"].value)[0]
+    sigma = np.logaddexp(0.0, rho) + EPS
     mu = numpy(layer.kernel.value)[0]
     return N_IN * sum(exact(float(m), float(s)) for m, s in zip(mu, sigma))
 
@@ -319,7 +325,7 @@ def test_monte_carlo_kl_is_evaluated_at_the_weights_drawn_for_the_call():
     expected = 0.0
     for v, state, p in zip(layer.target_variables, states, drawn):
         mu = numpy(v.value).astype("float64")
-        sigma = np.logaddexp(0.0, numpy(state["rho"].value).astype("float64"))
+        sigma = np.logaddexp(0.0, numpy(state["rho"].value).astype("float64")) + EPS
         w = mu + numpy(p).astype("float64")
         expected += np.sum(np_normal_log_prob(w, mu, sigma) - np_log_prob(prior, w))
     np.testing.assert_allclose(loss, 2.0 * expected, rtol=1e-4, atol=1e-4)
@@ -430,7 +436,7 @@ def test_tfp_normal_prior_uses_the_analytic_kl():
         mu = numpy(v.value).astype("float64")
         s = np.logaddexp(
             0.0, numpy(layer.noise_state(v)["rho"].value).astype("float64")
-        )
+        ) + EPS
         expected += np.sum(
             np.log(0.8 / s) + (s**2 + (mu - 0.1) ** 2) / (2 * 0.8**2) - 0.5
         )
@@ -480,3 +486,71 @@ def test_tfp_prior_is_refused_off_tensorflow():
     }
     with pytest.raises(ValueError, match="TensorFlow"):
         priors.get(config)
+
+
+def _tfp_prior_config(distribution):
+    return {"class_name": "TFPPrior", "config": {"distribution": distribution}}
+
+
+def _tensor(values):
+    return {"tensor": values, "dtype": "float32"}
+
+
+def _normal_config(loc=0.0, scale=1.0):
+    return {"class_name": "Normal", "parameters": {"loc": loc, "scale": scale}}
+
+
+@tf_only
+def test_a_tfp_prior_config_may_name_only_distribution_classes():
+    tfp_distributions()
+    # `tfd.kl_divergence` is a function of `tfd`, not a distribution: a
+    # file must not make the loader call it (or anything else in `tfd`).
+    call = {
+        "class_name": "kl_divergence",
+        "parameters": {
+            "distribution_a": _normal_config(),
+            "distribution_b": _normal_config(0.5),
+        },
+    }
+    for config in (call, {"class_name": "_private", "parameters": {}}):
+        with pytest.raises(ValueError, match="not a `tfp.distributions.Distribution`"):
+            priors.get(_tfp_prior_config(config))
+    # A dtype that is not numeric is refused, naming the parameter.
+    config = _normal_config({"tensor": [0.0], "dtype": "object"})
+    with pytest.raises(ValueError, match=r"`loc` of Normal.*dtype"):
+        priors.get(_tfp_prior_config(config))
+
+
+@tf_only
+def test_a_tfp_prior_holds_a_bounded_number_of_numbers():
+    tfd = tfp_distributions()
+    n = priors.MAX_TFP_PRIOR_NUMBERS // 2 + 1
+    # A scalar mixture whose parameters hold 3n numbers: too many, both from
+    # a file and at construction (so no file is written that cannot load).
+    config = {
+        "class_name": "MixtureSameFamily",
+        "parameters": {
+            "mixture_distribution": {
+                "class_name": "Categorical",
+                "parameters": {"logits": _tensor([0.0] * n)},
+            },
+            "components_distribution": _normal_config(
+                _tensor([0.0] * n), _tensor([1.0] * n)
+            ),
+        },
+    }
+    with pytest.raises(ValueError, match=r"`(loc|scale)` of Normal.*at most"):
+        priors.get(_tfp_prior_config(config))
+    big = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=np.zeros(n, "float32")),
+        tfd.Normal(np.zeros(n, "float32"), np.ones(n, "float32")),
+    )
+    with pytest.raises(ValueError, match=r"at most"):
+        noise.LearnedGaussian(prior=big)
+    # Within the bound a mixture round-trips (tests above check more).
+    small = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=np.zeros(50, "float32")),
+        tfd.Normal(np.zeros(50, "float32"), np.ones(50, "float32")),
+    )
+    prior = priors.get(small)
+    assert priors.get(json.loads(json.dumps(priors.serialize(prior)))) == prior

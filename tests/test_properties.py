@@ -12,6 +12,7 @@ Each test runs a bounded number of examples (`max_examples`) without a
 deadline: every example builds Keras layers and runs them eagerly.
 """
 
+import inspect
 import math
 import os
 
@@ -38,7 +39,8 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# Valid parameters of each kind (finite, in range).
+# Valid parameters of each kind (finite, in range): one strategy per alias
+# of `noise.ALIASES` (`test_every_kind_has_a_strategy` checks the keys).
 POSITIVE = st.floats(1e-4, 2.0)
 KINDS = {
     "gaussian": st.builds(noise.Gaussian, POSITIVE, st.sampled_from(["exact", "table"])),
@@ -145,6 +147,11 @@ def _assert_finite(what, values):
         assert np.all(np.isfinite(value)), f"{what} is not finite: {value}"
 
 
+def test_every_kind_has_a_strategy():
+    # A kind added to the registry must be added to the properties here.
+    assert sorted(KINDS) == sorted(noise.ALIASES)
+
+
 @PROPERTY
 @given(
     name=st.sampled_from(sorted(LAYERS)),
@@ -177,24 +184,15 @@ HOSTILE = st.one_of(
     st.integers(-3, 20),
     st.sampled_from([None, True, "1", "tensor", "channel", "zero", [], [0.1, math.nan]]),
 )
-KIND_PARAMETERS = {
-    "gaussian": ["stddev", "sampler"],
-    "multiplicative_gaussian": ["stddev", "sampler"],
-    "dropconnect": ["rate"],
-    "learned_gaussian": ["init_stddev", "kl_weight", "dataset_size", "prior"],
-    "adaptive_gaussian": ["init_stddev", "kl_weight", "dataset_size"],
-    "factorized": ["sigma0"],
-    "variational_dropout": ["threshold", "init_log_alpha", "kl_weight", "dataset_size"],
-    "relative_gaussian": ["stddev", "per"],
-    "polynomial_gaussian": ["coefficients", "per"],
-    "quantize": ["bits", "per", "stddev"],
-    "stuck_at": ["rate", "value"],
-}
-PRIOR_PARAMETERS = {
-    "normal": ["loc", "scale"],
-    "laplace": ["loc", "scale"],
-    "scale_mixture_normal": ["pi", "scale1", "scale2"],
-}
+
+
+def _parameters(cls):
+    """The keyword parameters of a class's constructor."""
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+KIND_PARAMETERS = {alias: _parameters(cls) for alias, cls in noise.ALIASES.items()}
+PRIOR_PARAMETERS = {alias: _parameters(cls) for alias, cls in priors.ALIASES.items()}
 # What a hostile value goes into: a kind's parameter, the parameter of a
 # learned kind's prior, or a noisy layer's own argument.
 ARGUMENTS = (

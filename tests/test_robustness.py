@@ -1,5 +1,7 @@
 """Robustness: mixed precision, XLA, export, nothing lost, errors mid-call."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -7,20 +9,29 @@ import pytest
 import noisylayers
 from noisylayers import noise
 
-KINDS = {
-    "gaussian": lambda: noise.Gaussian(0.05),
-    "multiplicative": lambda: noise.MultiplicativeGaussian(0.1),
-    "dropconnect": lambda: noise.DropConnect(0.2),
-    "learned": lambda: noise.LearnedGaussian(kl_weight=1e-3),
-    "adaptive": lambda: noise.AdaptiveGaussian(kl_weight=1e-3),
-    "factorized": lambda: noise.Factorized(),
-    "variational_dropout": lambda: noise.VariationalDropout(kl_weight=1e-3),
-    "relative": lambda: noise.RelativeGaussian(0.05, per="channel"),
-    "polynomial": lambda: noise.PolynomialGaussian(),
-    "quantize": lambda: noise.Quantize(4),
-    "stuck_at": lambda: noise.StuckAt(0.05),
-    "table": lambda: noise.Gaussian(0.05, sampler="table"),
+# One example of every kind of the registry (`noise.ALIASES`), with these
+# arguments where its defaults do not suit a short noisy training run, and
+# the table sampler.
+ARGUMENTS = {
+    "gaussian": {"stddev": 0.05},
+    "multiplicative_gaussian": {"stddev": 0.1},
+    "dropconnect": {"rate": 0.2},
+    "learned_gaussian": {"kl_weight": 1e-3},
+    "adaptive_gaussian": {"kl_weight": 1e-3},
+    "variational_dropout": {"kl_weight": 1e-3},
+    "relative_gaussian": {"stddev": 0.05, "per": "channel"},
+    "quantize": {"bits": 4},
+    "stuck_at": {"rate": 0.05},
 }
+KINDS = {
+    alias: functools.partial(cls, **ARGUMENTS.get(alias, {}))
+    for alias, cls in noise.ALIASES.items()
+}
+KINDS["table"] = lambda: noise.Gaussian(0.05, sampler="table")
+
+
+def test_the_examples_are_of_registered_kinds():
+    assert set(ARGUMENTS) <= set(noise.ALIASES)
 
 
 def numpy(x):
@@ -43,9 +54,13 @@ def every_kind_model(estimator):
     return keras.Sequential(
         [
             keras.Input((6, 6, 2)),
-            noisylayers.NoisyConv2D(3, 3, noise=KINDS["learned"](), estimator=estimator),
+            noisylayers.NoisyConv2D(
+                3, 3, noise=KINDS["learned_gaussian"](), estimator=estimator
+            ),
             keras.layers.Reshape((-1, 3)),
-            noisylayers.NoisyLSTM(4, noise=KINDS["relative"](), estimator=recurrent),
+            noisylayers.NoisyLSTM(
+                4, noise=KINDS["relative_gaussian"](), estimator=recurrent
+            ),
             *dense,
             noisylayers.NoisyDense(3, estimator=estimator),
             keras.layers.Activation("linear", dtype="float32"),

@@ -42,9 +42,10 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     Args:
         layer: The `keras.layers.Layer` instance to wrap.
         noise: The noise kind: a `noisylayers.noise.Noise` instance, a string
-            alias (`"gaussian"`, `"multiplicative_gaussian"`,
-            `"dropconnect"`) or a config dict. Defaults to `"gaussian"`,
-            additive Gaussian noise of standard deviation 0.01.
+            alias (any key of `noisylayers.noise.ALIASES`) or class name, a
+            spec with parameters (`"gaussian:0.05"`, see
+            `noisylayers.noise.parse`) or a config dict. Defaults to
+            `"gaussian"`, additive Gaussian noise of standard deviation 0.01.
         targets: `None` to perturb every weight of the wrapped layer (and its
             sublayers) named `kernel`, `bias`, `recurrent_kernel`,
             `depthwise_kernel`, `pointwise_kernel` or `embeddings`; or a list

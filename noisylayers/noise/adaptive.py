@@ -35,7 +35,7 @@ class AdaptiveGaussian(LearnedGaussian):
     """Graves' adaptive weight noise: learned sigma, prior fitted per tensor.
 
     Like `LearnedGaussian` (posterior `N(w, sigma^2)` per weight,
-    `sigma = softplus(rho)` learned), but the prior `N(mu, s^2)` is not
+    `sigma = softplus(rho) + eps` learned), but the prior `N(mu, s^2)` is not
     fixed: in every training call it is the closed-form optimum for each
     perturbed weight tensor (Graves 2011, "Practical variational inference
     for neural networks"): `mu = mean(w)`, `s^2 = mean(sigma^2 + (w - mu)^2)`.
@@ -248,7 +248,7 @@ class VariationalDropout(Noise):
         return len(variable.shape) >= 2
 
     def build(self, layer, variable, fan_in):
-        warn_unscaled_kl(self)
+        warn_unscaled_kl(self, layer)
         log_sigma2 = layer.add_weight(
             name=f"{variable.name}_log_sigma2",
             shape=tuple(variable.shape),

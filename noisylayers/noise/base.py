@@ -94,11 +94,17 @@ class Noise(Configurable):
     def perturbation(self, value, seed):
         """Returns a random perturbation of `value` (same shape and dtype).
 
+        Kinds that override `build` take a third argument, the state that
+        `build` returned for this weight: `perturbation(value, seed, state)`
+        (`sample` passes it).
+
         Args:
             value: The clean weight tensor.
-            seed: A `keras.random.SeedGenerator` to draw from.
-            state: (Only for kinds that override `build`.) The state that
-                `build` returned for this weight.
+            seed: A `keras.random.SeedGenerator` to draw from (or, as for
+                `keras.random`, an integer or `None`).
+
+        Returns:
+            A tensor shaped like `value`, in its dtype.
         """
         raise NotImplementedError(
             f"{self.__class__.__name__} must implement `perturbation()`."

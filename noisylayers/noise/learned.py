@@ -2,6 +2,7 @@
 
 import math
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -37,9 +38,18 @@ def kl_weight_from(kl_weight, dataset_size, owner):
     return check_magnitude("kl_weight", kl_weight)
 
 
-def warn_unscaled_kl(noise):
-    if noise.kl_weight_given:
+#: The noisy layers already warned about an unscaled KL (once per layer).
+_WARNED_LAYERS = weakref.WeakSet()
+
+
+def warn_unscaled_kl(noise, layer):
+    """Warns, once per noisy layer, that `noise` adds its full KL term.
+
+    `build` runs once per perturbed weight; one warning per layer says it.
+    """
+    if noise.kl_weight_given or layer in _WARNED_LAYERS:
         return
+    _WARNED_LAYERS.add(layer)
     warnings.warn(
         f"{noise!r} adds its full KL term to the loss (kl_weight=1). For a "
         "loss averaged over N training examples, the evidence lower bound "
@@ -48,15 +58,40 @@ def warn_unscaled_kl(noise):
     )
 
 
-def softplus_inverse(stddev, dtype="float32"):
-    """`rho` with `softplus(rho) == stddev` as closely as `dtype` allows."""
-    rho = stddev + math.log(-math.expm1(-stddev))  # log(expm1(s)), no overflow
-    candidates = [np.dtype(dtype).type(rho)]
+def sigma_floor(dtype="float32"):
+    """The smallest learned sigma: the machine epsilon of `dtype`.
+
+    `sigma = softplus(rho) + sigma_floor`, as `tfp.layers`' mean-field
+    posteriors add `eps` (and Edward2's softplus constraint 1e-7): in
+    float32 `softplus(rho)` underflows for `rho` below about -87 (to
+    denormals, which CPUs may flush to 0; exactly 0 below -104), and a
+    sigma of 0 makes `-log sigma` in the KL infinite and its gradients NaN.
+    The floor keeps both finite.
+    """
+    return float(np.finfo(np.dtype(dtype)).eps)
+
+
+def stddev_from_rho(rho):
+    """The learned standard deviations: `softplus(rho) + sigma_floor`."""
+    dtype = keras.backend.standardize_dtype(rho.dtype)
+    return ops.softplus(rho) + sigma_floor(dtype)
+
+
+def softplus_inverse(stddev, dtype="float32", floor=0.0):
+    """`rho` with `floor + softplus(rho) == stddev` as closely as `dtype` allows.
+
+    With `floor=sigma_floor(dtype)` it inverts `stddev_from_rho` (the
+    initial `rho` of a learned kind); `stddev` must exceed `floor`.
+    """
+    target = stddev - floor
+    rho = target + math.log(-math.expm1(-target))  # log(expm1(t)), no overflow
+    scalar = np.dtype(dtype).type
+    candidates = [scalar(rho)]
     candidates += [np.nextafter(candidates[0], d) for d in (-np.inf, np.inf)]
 
     def error(r):
-        softplus = np.logaddexp(np.dtype(dtype).type(0), r)
-        return abs(float(softplus) - stddev)
+        value = np.logaddexp(scalar(0), r) + scalar(floor)
+        return abs(float(value) - stddev)
 
     return float(min(candidates, key=error))
 
@@ -77,9 +112,11 @@ class LearnedGaussian(Noise):
     """A learned standard deviation per weight, with a prior (Bayes by backprop).
 
     The posterior of each weight is `N(w, sigma^2)`: `w` is the layer's own
-    (clean, mean) weight and `sigma = softplus(rho)` is learned, `rho` being
-    a variable the noisy layer creates for each perturbed weight (named
-    e.g. `kernel_rho`, `bias_rho`), trained and saved with the layer. In
+    (clean, mean) weight and `sigma = softplus(rho) + eps` is learned, `rho`
+    being a variable the noisy layer creates for each perturbed weight (named
+    e.g. `kernel_rho`, `bias_rho`), trained and saved with the layer; `eps`,
+    the machine epsilon of `rho`'s dtype (`sigma_floor`), keeps sigma and
+    the KL finite however negative `rho` gets, as in `tfp.layers`. In
     each training call the layer adds `kl_weight * KL(q || prior)`, summed
     over all its perturbed weights, to its losses (once). Inference uses the
     mean weights `w`: the plain layer, deterministic; Monte Carlo prediction
@@ -156,14 +193,14 @@ class LearnedGaussian(Noise):
 
     def build(self, layer, variable, fan_in):
         if self.has_kl:
-            warn_unscaled_kl(self)
+            warn_unscaled_kl(self, layer)
         dtype = weight_dtype(variable)
         rho = layer.add_weight(
             name=f"{variable.name}_rho",
             shape=tuple(variable.shape),
             dtype=dtype,
             initializer=keras.initializers.Constant(
-                softplus_inverse(self.init_stddev, dtype)
+                softplus_inverse(self.init_stddev, dtype, sigma_floor(dtype))
             ),
             trainable=True,
             autocast=False,
@@ -174,8 +211,8 @@ class LearnedGaussian(Noise):
         return state
 
     def sigma(self, state):
-        """The per-weight standard deviations, `softplus(rho)`."""
-        return ops.softplus(state["rho"].value)
+        """The per-weight standard deviations, `softplus(rho) + eps`."""
+        return stddev_from_rho(state["rho"].value)
 
     def perturbation(self, value, seed, state):
         sigma = ops.cast(self.sigma(state), value.dtype)

@@ -4,9 +4,11 @@
 TensorFlow backend, where they call TensorFlow's stateless kernels with the
 Philox algorithm explicitly: Keras leaves `alg="auto_select"`, which under
 XLA:CPU (`jit_compile=True`) takes about 30x longer for the same numbers.
-Seeds still come from the caller's `keras.random.SeedGenerator`; under a
-`tf.distribute` strategy each replica offsets them by its replica id, so
-replicas draw different noise.
+Seeds are read as `keras.random` reads them, on every backend (`draw_seed`):
+a `keras.random.SeedGenerator` gives its next seed, an integer is a fixed
+seed, `None` draws from Keras' global generator (which
+`keras.utils.set_random_seed` resets). Under a `tf.distribute` strategy each
+replica offsets its seed by its replica id, so replicas draw different noise.
 
 The table sampler (Salimans et al. 2017, "Evolution Strategies as a Scalable
 Alternative to Reinforcement Learning") trades exactness across calls for
@@ -22,6 +24,7 @@ consecutive calls is only nearly independent.
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from noisylayers import _keras_private
@@ -41,11 +44,42 @@ def check_sampler(sampler):
     return sampler
 
 
+def check_seed(seed):
+    """Validates a draw's `seed` as `keras.random` does (a Keras-style error).
+
+    Accepted: a `keras.random.SeedGenerator`, an integer, `None` or a seed
+    tensor of shape `(2,)` (as the backends' own random ops accept).
+    """
+    if isinstance(seed, np.integer):
+        return int(seed)
+    if (
+        seed is None
+        or isinstance(seed, (keras.random.SeedGenerator, int))
+        or (ops.is_tensor(seed) and tuple(seed.shape) == (2,))
+    ):
+        return seed
+    raise ValueError(
+        "Argument `seed` must be a `keras.random.SeedGenerator`, an integer "
+        "or None (Keras' global seed generator), as for `keras.random`. "
+        f"Received: seed={seed!r} (of type {type(seed).__name__})"
+    )
+
+
 def _tf_seed(seed):
+    """The stateless seed of one draw, read as Keras' `draw_seed` reads it.
+
+    A `SeedGenerator` gives its next seed (and advances); an integer `n`
+    the fixed seed `[n, 0]`; `None` a seed drawn from Keras' global seed
+    generator, the one `keras.random.normal(shape)` uses (so
+    `keras.utils.set_random_seed` makes it reproducible).
+    """
     import tensorflow as tf
 
+    seed = check_seed(seed)
     if isinstance(seed, keras.random.SeedGenerator):
         seed = seed.next()
+    elif seed is None:
+        seed = keras.random.randint((2,), 0, tf.int32.max, dtype="int32")
     elif isinstance(seed, int):
         seed = tf.constant([seed, 0], dtype="int64")
     seed = tf.cast(seed, "int64")
@@ -66,7 +100,7 @@ def normal(shape, dtype="float32", seed=None):
         return tf.random.stateless_normal(
             shape, seed=_tf_seed(seed), dtype=dtype, alg="philox"
         )
-    return keras.random.normal(shape, dtype=dtype, seed=seed)
+    return keras.random.normal(shape, dtype=dtype, seed=check_seed(seed))
 
 
 def uniform(shape, dtype="float32", seed=None):
@@ -77,7 +111,7 @@ def uniform(shape, dtype="float32", seed=None):
         return tf.random.stateless_uniform(
             shape, seed=_tf_seed(seed), dtype=dtype, alg="philox"
         )
-    return keras.random.uniform(shape, dtype=dtype, seed=seed)
+    return keras.random.uniform(shape, dtype=dtype, seed=check_seed(seed))
 
 
 def table_size(sizes):

@@ -30,8 +30,9 @@ def f64(x):
     return numpy(x).astype("float64")
 
 
-def softplus(x):
-    return np.logaddexp(0.0, np.asarray(x, "float64"))
+def sigma_from_rho(x):
+    """`softplus(rho) + eps` (eps of float32: the floor of a learned sigma)."""
+    return np.logaddexp(0.0, np.asarray(x, "float64")) + np.finfo("float32").eps
 
 
 def make(kind, kind_noise, units=3, **kwargs):
@@ -59,7 +60,7 @@ def graves_kl(w, sigma):
 def adaptive_layer_kl(layer):
     total, moments = 0.0, []
     for v in layer.target_variables:
-        sigma = softplus(f64(layer.noise_state(v)["rho"].value))
+        sigma = sigma_from_rho(f64(layer.noise_state(v)["rho"].value))
         kl, mu, s = graves_kl(f64(v.value), sigma)
         total += kl
         moments.append((mu, s))
@@ -78,13 +79,13 @@ def test_adaptive_gaussian_kl_is_the_closed_form_to_the_optimal_prior():
             layer.build((None, 5))
             # At construction the bias is 0 with one sigma: its KL is 0.
             bias = layer.target_variables[1]
-            sigma = softplus(f64(layer.noise_state(bias)["rho"].value))
+            sigma = sigma_from_rho(f64(layer.noise_state(bias)["rho"].value))
             assert graves_kl(f64(bias.value), sigma)[0] == 0.0
             rng = np.random.default_rng(0)
             for v in layer.target_variables:
                 rho = layer.noise_state(v)["rho"]
                 assert rho.name == f"{v.name}_rho"
-                np.testing.assert_allclose(softplus(f64(rho.value)), 0.1, rtol=1e-6)
+                np.testing.assert_allclose(sigma_from_rho(f64(rho.value)), 0.1, rtol=1e-6)
                 v.assign(rng.normal(0.3, 1.0, size=v.shape).astype("float32"))
                 rho.assign(rng.uniform(-4.0, 0.0, size=v.shape).astype("float32"))
             expected, _ = adaptive_layer_kl(layer)

@@ -1,7 +1,7 @@
 """Tests of `noisylayers.noise.LearnedGaussian` (Bayes by backprop).
 
-Covers the contract of the kind (sigma = softplus(rho) per weight, variables
-on the noisy layer, the KL term added once per training call), the layer's
+Covers the contract of the kind (sigma = softplus(rho) + eps per weight,
+variables on the noisy layer, the KL term added once per training call), the layer's
 `kl_weight` variable and `KLWarmup`, saving, and two checks that the learned
 sigmas mean something: predictive spread away from the data, and sigmas
 that follow how much the data constrains each weight.
@@ -31,8 +31,9 @@ def numpy(x):
     return np.asarray(ops.convert_to_numpy(x))
 
 
-def softplus(x):
-    return np.logaddexp(0.0, np.asarray(x, "float64"))
+def sigma_from_rho(x):
+    """`softplus(rho) + eps` (eps of float32: the floor of a learned sigma)."""
+    return np.logaddexp(0.0, np.asarray(x, "float64")) + np.finfo("float32").eps
 
 
 def rho_of(layer, variable):
@@ -41,7 +42,7 @@ def rho_of(layer, variable):
 
 def sigma_of(layer, variable):
     """The sigmas of a target weight, computed in float64 from `rho`."""
-    return softplus(numpy(rho_of(layer, variable).value))
+    return sigma_from_rho(numpy(rho_of(layer, variable).value))
 
 
 def normal_kl(mu_q, s_q, mu_p, s_p):
@@ -624,3 +625,55 @@ def test_learned_sigmas_follow_how_much_the_data_says_about_each_weight():
     assert snr[1] < 2.0
     assert sigma[2] > 3.0 * sigma[0]
     assert sigma[2] > 3.0 * sigma[1]
+
+
+@pytest.mark.parametrize(
+    "learned",
+    [
+        noise.LearnedGaussian(kl_weight=1.0),
+        noise.LearnedGaussian(prior="laplace", kl_weight=1.0),
+        noise.AdaptiveGaussian(kl_weight=1.0),
+    ],
+    ids=repr,
+)
+def test_a_very_negative_rho_gives_finite_sigma_kl_and_gradients(learned):
+    # softplus(-100) is 0 in float32: without a floor sigma would be 0 and
+    # the KL (a -log sigma term) infinite, its gradients NaN.
+    layer = noisylayers.NoisyDense(3, noise=learned, seed=0)
+    model = keras.Sequential([keras.Input((5,)), layer])
+    rng = np.random.default_rng(0)
+    for v in layer.target_variables:
+        v.assign(rng.normal(size=v.shape).astype("float32"))
+        rho_of(layer, v).assign(np.full(v.shape, -100.0, "float32"))
+    floor = np.finfo("float32").eps
+    for v in layer.target_variables:
+        sigma = numpy(learned.perturbation_stddev(v.value, layer.noise_state(v)))
+        np.testing.assert_allclose(sigma, floor, rtol=1e-6)
+    layer(X, training=True)
+    assert np.isfinite(numpy(layer.losses[0]))
+    model.compile(keras.optimizers.SGD(1e-3), "mse")
+    loss = model.train_on_batch(X, np.zeros((8, 3), "float32"))
+    assert np.isfinite(loss)
+    for v in model.weights:
+        assert np.isfinite(numpy(v.value)).all(), v.path  # finite gradients
+
+
+def test_the_unscaled_kl_warning_comes_once_per_layer():
+    shared = noise.LearnedGaussian()
+    makers = [
+        lambda: noisylayers.NoisyDense(3, noise=shared),  # kernel, bias
+        lambda: noisylayers.NoisyDense(3, noise=shared),  # the same kind again
+        lambda: noisylayers.WeightNoise(
+            layers.Dense(3), noise=noise.AdaptiveGaussian()
+        ),
+        lambda: noisylayers.NoisyLSTM(  # kernel, recurrent kernel
+            3, noise=noise.VariationalDropout()
+        ),
+    ]
+    shapes = [(None, 5), (None, 5), (None, 5), (None, 4, 5)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for make, shape in zip(makers, shapes):
+            make().build(shape)
+    unscaled = [w for w in caught if "full KL term" in str(w.message)]
+    assert len(unscaled) == len(makers), [str(w.message) for w in unscaled]

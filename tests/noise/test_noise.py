@@ -1,3 +1,6 @@
+import pathlib
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -9,18 +12,37 @@ from noisylayers import noise
 
 @pytest.mark.parametrize(
     "alias, cls",
-    [
-        ("gaussian", noise.Gaussian),
-        ("multiplicative_gaussian", noise.MultiplicativeGaussian),
-        ("dropconnect", noise.DropConnect),
-        ("Gaussian", noise.Gaussian),
-        ("DropConnect", noise.DropConnect),
-    ],
+    [*noise.ALIASES.items(), *((c.__name__, c) for c in noise.ALIASES.values())],
 )
 def test_get_alias(alias, cls):
     obj = noise.get(alias)
     assert type(obj) is cls
     assert obj == cls()
+    assert noise.get(noise.serialize(obj)) == obj
+
+
+README = pathlib.Path(__file__).parents[2] / "README.md"
+
+
+def test_the_readme_and_the_module_docstring_name_every_kind():
+    """Hand-written lists of kinds must not drift from the registry."""
+    readme = README.read_text(encoding="utf-8")
+    for alias, cls in noise.ALIASES.items():
+        for text, where in ((readme, "README.md"), (noise.__doc__, "noise.__doc__")):
+            assert f'"{alias}"' in text, f"{where} does not name the alias {alias!r}"
+            assert re.search(rf"`{cls.__name__}\b", text), (
+                f"{where} does not name the class {cls.__name__}"
+            )
+        assert cls.__name__ in noise.__all__
+
+
+def test_unknown_names_suggest_the_closest_alias():
+    with pytest.raises(ValueError, match=r"Did you mean 'dropconnect'\?"):
+        noise.get("drop_connect")
+    with pytest.raises(ValueError, match=r"Did you mean 'quantize'\?"):
+        noise.get("Quantise")
+    with pytest.raises(ValueError, match=r"Unknown noise kind\. Expected one of"):
+        noise.get("pink")  # nothing close: no suggestion
 
 
 def test_documented_defaults():

@@ -185,3 +185,28 @@ def test_table_windows_under_xla_are_windows():
             assert abs(np.median(steps)) <= np.sqrt(2) + 0.02
             draws[compiled, seed] = mixed
     assert not np.allclose(draws[True, 3], draws[True, 4])
+
+
+@pytest.mark.parametrize(
+    "kind", [noise.Gaussian(0.5), noise.DropConnect(0.5), noise.StuckAt(0.5)], ids=repr
+)
+def test_seeds_are_read_as_keras_random_reads_them_on_every_backend(kind):
+    """`seed=None` draws from Keras' global generator (as `keras.random.normal`
+    does): new noise per call, reproducible after `keras.utils.set_random_seed`.
+    An integer is a fixed seed: the same noise in every call."""
+    w = keras.ops.ones((40, 30))
+    keras.utils.set_random_seed(3)
+    first, second = numpy(kind(w, None)), numpy(kind(w, None))
+    keras.utils.set_random_seed(3)
+    again = numpy(kind(w, None))
+    assert first.shape == (40, 30) and np.isfinite(first).all()
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(numpy(kind(w, 7)), numpy(kind(w, 7)))
+    assert not np.array_equal(numpy(kind(w, 7)), numpy(kind(w, 8)))
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, [1, 2, 3]])
+def test_an_invalid_seed_is_refused_naming_it(seed):
+    with pytest.raises(ValueError, match=r"`seed`.*Received: seed="):
+        noise.Gaussian(0.1)(keras.ops.ones((2, 3)), seed)
