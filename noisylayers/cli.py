@@ -39,10 +39,10 @@ from noisylayers.ablation import sensitivity_ablation
 from noisylayers.ablation import store
 from noisylayers.ablation.models import TASKS
 from noisylayers.ablation.optional import MissingDependencyError
-from noisylayers.ablation.pipeline import noise_text
 from noisylayers.ablation.sensitivity import sensitivity_layers
 from noisylayers.ablation.settings import DEFAULTS
 from noisylayers.ablation.settings import SENSITIVITY_SCALES
+from noisylayers.noise.spec import short_spec
 
 
 class UsageError(ValueError):
@@ -172,7 +172,7 @@ def _settings(args):
     if "scales" in given:
         given["scales"] = _flatten(given["scales"])
     if "noise" in given:
-        given["noise"] = noise_text(parse_noise(given["noise"]))
+        given["noise"] = short_spec(parse_noise(given["noise"]))
     if args.resume is None:
         return given
     with _usage_errors():

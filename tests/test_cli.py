@@ -9,7 +9,7 @@ import keras
 import pytest
 
 from noisylayers_cli import main
-from noisylayers.cli import noise_text
+from noisylayers.noise.spec import short_spec
 from noisylayers.cli import parse_noise
 
 # 48 training and 12 validation examples: whole batches of 16.
@@ -70,10 +70,10 @@ def test_bad_arguments_from_the_installed_command():
     assert "Traceback" not in child.stderr
 
 
-def test_noise_texts():
-    assert noise_text(parse_noise("gaussian")) == "gaussian:0.01"
-    assert noise_text(parse_noise("dropconnect:0.25")) == "dropconnect:0.25"
-    assert noise_text(parse_noise("multiplicative_gaussian:1")) == "multiplicative_gaussian:1"
+def test_short_specs_of_the_settings():
+    assert short_spec(parse_noise("gaussian")) == "gaussian:0.01"
+    assert short_spec(parse_noise("dropconnect:0.25")) == "dropconnect:0.25"
+    assert short_spec(parse_noise("multiplicative_gaussian:1")) == "multiplicative_gaussian:1"
 
 
 def check_announced_files(stdout, out):

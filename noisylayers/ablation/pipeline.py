@@ -35,24 +35,7 @@ from noisylayers.ablation.settings import not_written_by_ablate
 from noisylayers.ablation.store import new_out_dir
 from noisylayers.ablation.training import training_ablation
 from noisylayers.noise.base import ESTIMATORS
-
-
-def noise_text(noise):
-    """The settings' text of a noise kind: `KIND:VALUE` for one parameter.
-
-    Args:
-        noise: A noise kind (`noisylayers.noise.Noise`).
-
-    Returns:
-        `"gaussian:0.1"`, or the `noisylayers.noise.to_spec` text.
-    """
-    config = noise.get_config()
-    if len(config) == 1:
-        (value,) = config.values()
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            aliases = {cls: alias for alias, cls in noise_module.ALIASES.items()}
-            return f"{aliases[type(noise)]}:{value:g}"
-    return noise_module.to_spec(noise)
+from noisylayers.noise.spec import short_spec
 
 
 def saved_settings(directory):
@@ -100,7 +83,7 @@ def check_settings(
 
     Returns:
         The settings as a dict with the keys of `settings.DEFAULTS`,
-        normalized (`noise` as `noise_text` writes it), as
+        normalized (`noise` as `noisylayers.noise.spec.short_spec` writes it), as
         `saved_settings` would read them back.
 
     Raises:
@@ -317,7 +300,7 @@ def _prepare(
         )
     settings = AblationSettings(
         model=model,
-        noise=noise_text(kind),
+        noise=short_spec(kind),
         epochs=epochs,
         seeds=seeds,
         scales=scales,
