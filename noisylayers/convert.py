@@ -8,10 +8,10 @@ from noisylayers import _keras_private
 from noisylayers import control
 from noisylayers._seeds import derive_seed
 from noisylayers._validation import check_seed
-from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
-from noisylayers.layers.base import NoisyVariant
-from noisylayers.layers.base import _matches
+from noisylayers.layers.targets import DEFAULT_TARGETS
+from noisylayers.layers.targets import matches
+from noisylayers.layers.variant import NoisyVariant
 from noisylayers.layers.weight_noise import WeightNoise
 
 
@@ -34,7 +34,7 @@ def _check_model(model, what):
 
 def _perturbable(layer):
     return any(
-        _matches(v, t) for v in layer.weights for t in DEFAULT_TARGETS
+        matches(v, t) for v in layer.weights for t in DEFAULT_TARGETS
     ) and keras.backend.is_float_dtype(layer.weights[0].dtype)
 
 
@@ -180,10 +180,10 @@ def _keras_base(variant):
 
 def _clean_weights(layer):
     """The deployable weights of a noisy layer's perturbed layer, in order."""
-    mapping = {id(v): value for v, value in layer._inference_mapping()}
+    mapping = {id(v): value for v, value in layer.inference_mapping()}
     return [
         keras.ops.convert_to_numpy(mapping.get(id(v), v.value))
-        for v in layer._candidate_weights()
+        for v in layer.candidate_weights()
     ]
 
 

@@ -31,7 +31,7 @@ from noisylayers.ablation.models import TASKS
 from noisylayers.ablation.plan import make_spec
 from noisylayers.ablation.sensitivity import sensitivity_ablation
 from noisylayers.ablation.training import training_ablation
-from noisylayers.noise.base import ESTIMATORS
+from noisylayers.layers.estimators import ESTIMATORS
 
 
 

@@ -5,7 +5,7 @@ import functools
 import keras
 
 from noisylayers._seeds import derive_seed
-from noisylayers.layers.base import NoisyVariant
+from noisylayers.layers.variant import NoisyVariant
 
 _DOC = """A `{base}` layer whose weights are noisy in training.
 

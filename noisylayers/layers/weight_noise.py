@@ -5,7 +5,7 @@ import inspect
 import keras
 
 from noisylayers import _keras_private
-from noisylayers.layers.base import DEFAULT_TARGETS
+from noisylayers.layers import saving
 from noisylayers.layers.base import NoisyLayer
 
 
@@ -132,9 +132,8 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         elif not layer.weights and _builds_nothing(layer):
             raise ValueError(self._nothing_to_perturb_message())
 
-    def _perturbed(self):
+    def perturbed_layer(self):
         return self.layer
-
     def __call__(self, *args, **kwargs):
         if not self.built and not self.layer.built:
             # Keras would build this wrapper from its first input only; a
@@ -217,7 +216,7 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         # `Wrapper.from_config` pops "layer" from the dict it is given.
-        with cls._loading(config) as config:
+        with saving.loading(cls, config) as config:
             return super().from_config(config, custom_objects=custom_objects)
 
 

@@ -34,7 +34,8 @@ from keras import ops
 
 import noisylayers
 from noisylayers import noise
-from noisylayers.layers.estimators import _rademacher
+from noisylayers.layers import estimators
+from noisylayers.layers.estimators.flipout import rademacher
 from tests.noise_testing import NoiseLayerTestCase
 
 STDDEV = 0.3
@@ -521,10 +522,10 @@ class LSTMPerturbationTest(NoiseLayerTestCase):
             )
         )
         seed = layer.seed_generator
-        s_x = numpy(_rademacher((batch, input_dim), "float32", seed))
-        r_x = numpy(_rademacher((batch, 4 * units), "float32", seed))
-        s_h = numpy(_rademacher((batch, units), "float32", seed))
-        r_h = numpy(_rademacher((batch, 4 * units), "float32", seed))
+        s_x = numpy(rademacher((batch, input_dim), "float32", seed))
+        r_x = numpy(rademacher((batch, 4 * units), "float32", seed))
+        s_h = numpy(rademacher((batch, units), "float32", seed))
+        r_h = numpy(rademacher((batch, 4 * units), "float32", seed))
         kernel, recurrent, bias = (numpy(v) for v in values)
         for i in range(batch):
             effective = [
@@ -543,6 +544,19 @@ class LSTMPerturbationTest(NoiseLayerTestCase):
         same = np.repeat(x[:1], 2, axis=0)
         rows = numpy(layer(same, training=True))
         self.assertFalse(np.allclose(rows[0], rows[1], atol=1e-3))
+
+
+class EstimatorRegistryTest(NoiseLayerTestCase):
+    def test_names_and_lookup(self):
+        self.assertEqual(
+            estimators.ESTIMATORS,
+            ("shared", "flipout", "local_reparameterization"),
+        )
+        for name in estimators.ESTIMATORS:
+            self.assertIsInstance(estimators.get(name), estimators.Estimator)
+            self.assertEqual(estimators.get(name).name, name)
+        with self.assertRaisesRegex(ValueError, "Received: estimator='bogus'"):
+            estimators.get("bogus")
 
 
 class Conv2DLocalReparameterizationConfigsTest(MomentsTestCase):

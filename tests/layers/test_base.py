@@ -1,0 +1,130 @@
+"""`NoisyLayer`: the subclass contract, its public helpers and its KL term."""
+
+import ast
+import pathlib
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import noisylayers
+from noisylayers import noise
+from noisylayers.layers.variant import NoisyVariant
+
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent check, run once",
+)
+
+
+def numpy(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+# -- the subclass contract -----------------------------------------------------
+
+
+class _NoBuildNoise(NoisyVariant, keras.layers.Dense):
+    """Forgets `_build_noise()` in `build`."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        self._init_noise("gaussian", None, None, None)
+
+    def call(self, inputs, training=None):
+        return self._noise_call(
+            inputs, training, lambda: keras.layers.Dense.call(self, inputs)
+        )
+
+
+class _NoInitNoise(NoisyVariant, keras.layers.Dense):
+    """Forgets `_init_noise(...)` in `__init__`."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_noise()
+
+
+def test_the_contract_is_enforced_with_errors_naming_the_missing_step():
+    x = np.ones((2, 3), "float32")
+    with pytest.raises(RuntimeError, match="ran `_noise_call` before `_build_noise`"):
+        _NoBuildNoise(2)(x, training=True)
+    with pytest.raises(RuntimeError, match="ran `_build_noise` before `_init_noise`"):
+        _NoInitNoise(2)(x)
+    layer = _NoBuildNoise(2)
+    with pytest.raises(RuntimeError, match="`_init_noise` twice"):
+        layer._init_noise("gaussian", None, None, None)
+
+
+def test_public_helpers_of_a_built_layer():
+    dense = keras.layers.Dense(3, name="fc")
+    wrapper = noisylayers.WeightNoise(
+        dense, noise=noise.LearnedGaussian(kl_weight=1.0), seed=0
+    )
+    assert wrapper.noise_states is None  # before build
+    wrapper.build((None, 4))
+    assert wrapper.perturbed_layer() is dense
+    assert [v.name for v in wrapper.candidate_weights()] == ["kernel", "bias"]
+    states = wrapper.noise_states
+    assert [s["rho"].name for s in states] == ["kernel_rho", "bias_rho"]
+    assert wrapper.inference_mapping() == []  # inference uses the mean weights
+    variant = noisylayers.NoisyDense(3)
+    variant.build((None, 4))
+    assert variant.perturbed_layer() is variant
+
+
+def test_sample_at_inference_samples_in_inference_calls():
+    layer = noisylayers.NoisyDense(3, noise=noise.Gaussian(0.5), seed=0)
+    x = np.ones((2, 4), "float32")
+    clean = numpy(layer(x))
+    assert layer.sample_at_inference is False
+    layer.sample_at_inference = True
+    assert not np.allclose(numpy(layer(x, training=False)), clean)
+    layer.sample_at_inference = False
+    np.testing.assert_array_equal(numpy(layer(x, training=False)), clean)
+    with pytest.raises(TypeError, match="Received: sample_at_inference=1"):
+        layer.sample_at_inference = 1
+
+
+# -- the low-precision warning --------------------------------------------------
+
+
+class _Loud(noise.Gaussian):
+    """A kind whose resolution hook always answers."""
+
+    def resolution_warning(self, value, dtype):
+        return f"hook saw {tuple(value.shape)} in {dtype}"
+
+
+def test_the_low_precision_warning_is_a_hook_of_the_kind():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    layer = noisylayers.NoisyDense(4, noise=_Loud(0.1), name="fc")
+    with pytest.warns(UserWarning, match=r"Layer 'fc', weight 'fc/kernel': hook saw \(3, 4\) in bfloat16"):
+        layer.build((None, 3))
+    # Kinds without the hook (a noise relative to the weight) stay quiet.
+    quiet = noisylayers.NoisyDense(
+        4, noise=noise.MultiplicativeGaussian(1e-6), kernel_initializer="ones"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet.build((None, 3))
+
+
+# -- arrows one way --------------------------------------------------------------
+
+
+@TF_ONLY
+def test_noise_kinds_do_not_import_the_layers():
+    package = pathlib.Path(noisylayers.__file__).parent / "noise"
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith("noisylayers.layers"), path.name
