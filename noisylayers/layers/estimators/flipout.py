@@ -119,8 +119,24 @@ def _no_cudnn(layer):
         layer.use_cudnn = saved
 
 
+def _per_gate(x, masks):
+    """`x` for each of the 4 gates, with its dropout mask if there is one."""
+    if masks is None:
+        return [x] * 4
+    if isinstance(masks, (list, tuple)):
+        return [x * m for m in masks]
+    return [x * masks] * 4
+
+
 def _lstm_step(cell, parts, signs, dtype):
-    """An `LSTMCell.call` computing `x K + h U + b` with Flipout."""
+    """An `LSTMCell.call` computing `x K + h U + b` with Flipout.
+
+    Follows `keras.layers.LSTMCell.call`: with `implementation=1` (which
+    Keras uses whenever `recurrent_dropout > 0`) each gate has its own
+    dropout masks on the inputs and on the state, so each gate's product
+    is computed apart; with `implementation=2` one input mask and one fused
+    product.
+    """
 
     def weight(role, variable):
         value, delta = parts[role]
@@ -129,25 +145,63 @@ def _lstm_step(cell, parts, signs, dtype):
             None if delta is None else ops.cast(delta, dtype)
         )
 
+    def gates(tensor):
+        return [None] * 4 if tensor is None else ops.split(tensor, 4, axis=-1)
+
+    def product(x, w, dw, s, r):
+        """`x w`, plus Flipout's `((x * s) dw) * r` when `dw` is drawn."""
+        y = ops.matmul(x, w)
+        if dw is not None:
+            y = y + ops.matmul(x * s, dw) * r
+        return y
+
     def step(inputs, states, training=False):
         h_tm1, c_tm1 = states[0], states[1]
+        x_masks = h_masks = None
         if training and 0.0 < cell.dropout < 1.0:
-            inputs = inputs * cell.get_dropout_mask(inputs)
+            x_masks = cell.get_dropout_mask(inputs)
         if training and 0.0 < cell.recurrent_dropout < 1.0:
-            h_tm1 = h_tm1 * cell.get_recurrent_dropout_mask(h_tm1)
+            h_masks = cell.get_recurrent_dropout_mask(h_tm1)
         kernel, d_kernel = weight("kernel", cell.kernel)
         recurrent, d_recurrent = weight("recurrent_kernel", cell.recurrent_kernel)
-        z = ops.matmul(inputs, kernel) + ops.matmul(h_tm1, recurrent)
-        if d_kernel is not None:
-            z = z + ops.matmul(inputs * signs["x"], d_kernel) * signs["x_out"]
-        if d_recurrent is not None:
-            z = z + ops.matmul(h_tm1 * signs["h"], d_recurrent) * signs["h_out"]
-        if cell.use_bias:
-            bias, d_bias = weight("bias", cell.bias)
-            z = z + bias
-            if d_bias is not None:
-                z = z + d_bias * signs["x_out"]
-        z0, z1, z2, z3 = ops.split(z, 4, axis=1)
+        if cell.implementation == 1:
+            xs, hs = _per_gate(inputs, x_masks), _per_gate(h_tm1, h_masks)
+            z = [
+                product(x, k, dk, signs["x"], r)
+                + product(h, u, du, signs["h"], rh)
+                for x, h, k, dk, u, du, r, rh in zip(
+                    xs,
+                    hs,
+                    gates(kernel),
+                    gates(d_kernel),
+                    gates(recurrent),
+                    gates(d_recurrent),
+                    gates(signs["x_out"]),
+                    gates(signs["h_out"]),
+                )
+            ]
+            if cell.use_bias:
+                bias, d_bias = weight("bias", cell.bias)
+                z = [
+                    zg + b if db is None else zg + b + db * r
+                    for zg, b, db, r in zip(
+                        z, gates(bias), gates(d_bias), gates(signs["x_out"])
+                    )
+                ]
+        else:
+            if x_masks is not None:
+                inputs = inputs * x_masks
+            z = product(inputs, kernel, d_kernel, signs["x"], signs["x_out"])
+            z = z + product(
+                h_tm1, recurrent, d_recurrent, signs["h"], signs["h_out"]
+            )
+            if cell.use_bias:
+                bias, d_bias = weight("bias", cell.bias)
+                z = z + bias
+                if d_bias is not None:
+                    z = z + d_bias * signs["x_out"]
+            z = ops.split(z, 4, axis=1)
+        z0, z1, z2, z3 = z
         i = cell.recurrent_activation(z0)
         f = cell.recurrent_activation(z1)
         c = f * c_tm1 + i * cell.activation(z2)
