@@ -118,6 +118,8 @@ class NoisyLayer:
         self._noise_states = None
         self._noise_table = None
         self._noise_variables = []
+        # The KL term added by the latest training call (see `_noise_call`).
+        self._kl_loss = None
         self._sample_at_inference = False
         self._noise_stage = _INITIALIZED
 
@@ -390,7 +392,7 @@ class NoisyLayer:
         outputs, perturbations = estimator.apply(
             self, inputs, values, scale, call_layer
         )
-        if self._kl_weight is not None and training:
+        if self._kl_weight is not None and training and not self._kl_added():
             kls = [
                 self.noise.kl(value, state, self.seed_generator, p)
                 for value, state, p in zip(values, self._noise_states, perturbations)
@@ -398,8 +400,22 @@ class NoisyLayer:
             kl = keras.ops.sum(
                 keras.ops.stack([keras.ops.cast(k, "float32") for k in kls])
             )
-            self.add_loss(self._kl_weight.value * kl)
+            self._kl_loss = self._kl_weight.value * kl
+            self.add_loss(self._kl_loss)
         return outputs
+
+    def _kl_added(self):
+        """Whether this layer's KL term is already among its losses.
+
+        A layer used twice in a model (two branches sharing its weights)
+        adds its KL once per step, as Keras adds a weight regularizer once:
+        Keras clears a layer's losses when an outermost call begins, so the
+        KL of an earlier call of the same step is still there.
+        """
+        last = self._kl_loss
+        return last is not None and any(
+            loss is last for loss in _keras_private.own_losses(self)
+        )
 
     def _noise_config(self):
         if self._target_variables is not None:

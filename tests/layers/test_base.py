@@ -88,6 +88,53 @@ def test_sample_at_inference_samples_in_inference_calls():
         layer.sample_at_inference = 1
 
 
+# -- one KL per layer per step ---------------------------------------------------
+
+
+def _shared_layer_model(layer):
+    """A functional model calling `layer` on two inputs (shared weights)."""
+    a, b = keras.Input((3,)), keras.Input((3,))
+    return keras.Model([a, b], [layer(a), layer(b)])
+
+
+@pytest.mark.parametrize("kind", ["variant", "wrapper"])
+def test_a_layer_called_twice_adds_its_kl_once_per_step(kind):
+    # Regression: the KL was added once per call (twice per step) on
+    # TensorFlow and in eager calls, while the L2 regularizer of the same
+    # weights is added once. The KL of a Normal prior is in closed form, so
+    # both calls of a step would add the same value.
+    kl_noise = noise.LearnedGaussian(kl_weight=1.0)
+    if kind == "variant":
+        layer = noisylayers.NoisyDense(
+            2, noise=kl_noise, kernel_regularizer="l2", seed=0
+        )
+        dense = layer
+    else:
+        dense = keras.layers.Dense(2, kernel_regularizer="l2")
+        layer = noisylayers.WeightNoise(dense, noise=kl_noise, seed=0)
+    model = _shared_layer_model(layer)
+    x = [np.ones((4, 3), "float32"), np.full((4, 3), 2.0, "float32")]
+    expected_kl = sum(
+        float(numpy(kl_noise.kl(v.value, state, None)))
+        for v, state in zip(layer.target_variables, layer.noise_states)
+    )
+    expected_l2 = 0.01 * float(np.sum(numpy(dense.kernel) ** 2))
+
+    model(x, training=True)
+    losses = sorted(float(numpy(loss)) for loss in model.losses)
+    np.testing.assert_allclose(losses, sorted([expected_kl, expected_l2]), rtol=1e-5)
+
+    # Under `fit` (the JAX trainer collects the losses in a stateless
+    # scope): with a data loss of 0 and a learning rate of 0, the step's
+    # loss is the KL plus the L2, each once.
+    model.compile(
+        keras.optimizers.SGD(0.0), loss=lambda y, p: 0.0 * ops.mean(p)
+    )
+    zeros = np.zeros((4, 2), "float32")
+    logs = model.train_on_batch(x, [zeros, zeros], return_dict=True)
+    np.testing.assert_allclose(logs["loss"], expected_kl + expected_l2, rtol=1e-5)
+
+
 # -- the low-precision warning --------------------------------------------------
 
 
