@@ -82,7 +82,9 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         training and with its clean weights otherwise.
 
     Raises:
-        ValueError: if `layer` is not a Keras layer; if `estimator` is
+        ValueError: if `layer` is not a Keras layer, or is (or holds) a
+            noisy layer already (`WeightNoise`, `NoisyDense`, ...: two
+            noises would stack); if `estimator` is
             unknown or does not work for this layer type or noise kind (the
             message lists those that do); if it has nothing to
             perturb, a name in `targets` matches no weight, or a target is
@@ -121,6 +123,7 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
                 f"Received: layer={layer!r} (of type {type(layer).__name__})"
             )
+        _refuse_noisy(layer)
         super().__init__(layer, **kwargs)
         self._init_noise(noise, estimator, targets, seed)
         self.supports_masking = layer.supports_masking
@@ -218,6 +221,22 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         # `Wrapper.from_config` pops "layer" from the dict it is given.
         with saving.loading(cls, config) as config:
             return super().from_config(config, custom_objects=custom_objects)
+
+
+def _refuse_noisy(layer):
+    """Refuses a layer that is, or holds, a noisy layer already."""
+    for sub in _keras_private.sublayers(layer):
+        if isinstance(sub, NoisyLayer):
+            inside = "" if sub is layer else f" (inside layer '{layer.name}')"
+            raise ValueError(
+                f"Cannot wrap layer '{sub.name}'{inside} in WeightNoise: it "
+                f"is already a noisy layer ({type(sub).__name__} with noise "
+                f"{sub.noise!r}), and a second noise would stack on its "
+                "first. Give it the noise you want with its own arguments, "
+                "or wrap the plain Keras layer (`noisylayers.unwrap` "
+                f"returns a copy with plain layers). Received: "
+                f"layer={layer.name} (of type {type(layer).__name__})"
+            )
 
 
 def _build_from_inputs(layer, args, kwargs):

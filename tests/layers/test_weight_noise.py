@@ -737,6 +737,21 @@ class WeightNoiseErrorsTest(NoiseLayerTestCase):
         with pytest.raises(ValueError, match=r"Received: layer="):
             noisylayers.WeightNoise("dense")
 
+    def test_a_noisy_layer_cannot_be_wrapped(self):
+        # Regression: the second noise silently stacked on the first.
+        wrapped = noisylayers.WeightNoise(layers.Dense(2), name="wn")
+        variant = noisylayers.NoisyDense(2, name="nd")
+        block = keras.Sequential([noisylayers.NoisyDense(2, name="inside")], name="block")
+        for layer, message in [
+            (wrapped, r"'wn' in WeightNoise: it is already a noisy layer \(WeightNoise"),
+            (variant, r"'nd' in WeightNoise: it is already a noisy layer \(NoisyDense"),
+            (block, r"'inside' \(inside layer 'block'\)"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                noisylayers.WeightNoise(layer)
+        with pytest.raises(ValueError, match="wrap the plain Keras layer"):
+            noisylayers.WeightNoise(variant)
+
     def test_layer_with_nothing_to_perturb(self):
         with pytest.raises(ValueError, match=r"'flatten'.*no weights to perturb"):
             noisylayers.WeightNoise(layers.Flatten(name="flatten"))
