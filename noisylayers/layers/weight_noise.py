@@ -25,7 +25,8 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     noise draw per call, shared by all the time steps of a sequence
     (Graves 2011). Everything else the wrapped layer does keeps working:
     BatchNormalization statistics and its own dropout randomness are updated,
-    and its losses (`add_loss`, activity regularizers) are counted once.
+    and its losses (`add_loss`, activity regularizers) are counted once,
+    with every estimator.
 
     `enabled` and `scale` can be changed at any time, also after `compile`:
     they are non-trainable variables read inside the compiled step, so the
@@ -181,10 +182,34 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
             layer_args = (inputs, *args)
         kwargs = self._layer_kwargs({"mask": mask, **kwargs})
 
+        ran = []
+
         def call_layer():
+            ran.append(True)
             return self.layer(*layer_args, training=training, **kwargs)
 
-        return self._noise_call(inputs, training, call_layer)
+        outputs = self._noise_call(inputs, training, call_layer)
+        if not ran:
+            # The estimator computed the layer's linear map itself (Flipout,
+            # local reparameterization), without the layer's `__call__`.
+            self._add_activity_losses(outputs)
+        return outputs
+
+    def _add_activity_losses(self, outputs):
+        """The wrapped layer's activity-regularizer losses, as its
+        `__call__` adds them (normalized by the batch size)."""
+        regularizer = self.layer.activity_regularizer
+        if regularizer is None:
+            return
+        for output in keras.tree.flatten(outputs):
+            if keras.ops.is_tensor(output):
+                loss = regularizer(output)
+                if len(output.shape) > 0:
+                    batch_size = keras.ops.cast(
+                        keras.ops.shape(output)[0], dtype=loss.dtype
+                    )
+                    loss = keras.ops.divide_no_nan(loss, batch_size)
+                self.add_loss(loss)
 
     def compute_output_shape(self, *args, **kwargs):
         # Needed by layers that wrap this one (e.g. `TimeDistributed`); a

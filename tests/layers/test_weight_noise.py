@@ -648,6 +648,45 @@ class WeightNoiseStateTest(NoiseLayerTestCase):
         )
         self.assertLen(losses, 1)
 
+    @parameterized.named_parameters(
+        ("dense", lambda: layers.Dense(3, activity_regularizer="l2"), (4, 5)),
+        ("conv2d", lambda: layers.Conv2D(2, 3, activity_regularizer="l2"), (2, 5, 5, 1)),
+    )
+    def test_activity_regularizer_loss_with_every_estimator(self, make, shape):
+        # Regression: Flipout and local reparameterization compute the
+        # linear map themselves, and dropped the wrapped layer's activity
+        # loss. With the noise disabled every estimator computes the plain
+        # layer's outputs, so each adds the plain layer's loss, once.
+        x = np.random.default_rng(0).normal(size=shape).astype("float32")
+        plain = make()
+        plain(x)
+        expected = numpy(plain.losses[0])
+        for estimator in ("shared", "flipout", "local_reparameterization"):
+            inner = make()
+            inner.build(shape)
+            inner.set_weights(plain.get_weights())
+            wrapper = noisylayers.WeightNoise(inner, estimator=estimator)
+            wrapper.enabled = False
+            wrapper(x, training=True)
+            self.assertLen(wrapper.losses, 1, msg=estimator)
+            self.assertAllClose(wrapper.losses[0], expected, rtol=1e-5, msg=estimator)
+            model = keras.Sequential([keras.Input(shape[1:]), wrapper])
+            model(x, training=True)
+            self.assertLen(model.losses, 1, msg=estimator)
+            # Inside a stateless scope (the JAX trainer's) too.
+            _, _, losses = wrapper.stateless_call(
+                [v.value for v in wrapper.trainable_variables],
+                [v.value for v in wrapper.non_trainable_variables],
+                x,
+                training=True,
+                return_losses=True,
+            )
+            self.assertLen(losses, 1, msg=estimator)
+            self.assertAllClose(losses[0], expected, rtol=1e-5, msg=estimator)
+            # Inference adds it too, as a plain layer does.
+            wrapper(x, training=False)
+            self.assertLen(wrapper.losses, 1, msg=estimator)
+
 
 class WeightNoiseToggleTest(NoiseLayerTestCase):
     def _model(self):
