@@ -26,7 +26,8 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     (Graves 2011). Everything else the wrapped layer does keeps working:
     BatchNormalization statistics and its own dropout randomness are updated,
     and its losses (`add_loss`, activity regularizers) are counted once,
-    with every estimator.
+    with every estimator. `model.summary(expand_nested=True)` shows the
+    wrapped layer under the wrapper.
 
     `enabled` and `scale` can be changed at any time, also after `compile`:
     they are non-trainable variables read inside the compiled step, so the
@@ -138,6 +139,12 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
 
     def perturbed_layer(self):
         return self.layer
+
+    @property
+    def layers(self):
+        """The wrapped layer, in a list (what `model.summary` expands)."""
+        return [self.layer]
+
     def __call__(self, *args, **kwargs):
         if not self.built and not self.layer.built:
             # Keras would build this wrapper from its first input only; a

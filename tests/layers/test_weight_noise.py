@@ -687,6 +687,24 @@ class WeightNoiseStateTest(NoiseLayerTestCase):
             wrapper(x, training=False)
             self.assertLen(wrapper.losses, 1, msg=estimator)
 
+    def test_summary_expand_nested_shows_the_wrapped_layer(self):
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                noisylayers.WeightNoise(layers.Dense(3, name="inner_dense"), name="noisy"),
+            ]
+        )
+        lines = []
+        model.summary(expand_nested=True, print_fn=lines.append)
+        expanded = "\n".join(lines)
+        self.assertIn("noisy (WeightNoise)", expanded)
+        (row,) = [line for line in expanded.splitlines() if "inner_dense" in line]
+        self.assertIn("└ inner_dense (Dense)", row)
+        self.assertIn("15", row)  # its 4 * 3 + 3 parameters
+        lines.clear()
+        model.summary(print_fn=lines.append)
+        self.assertNotIn("inner_dense", "\n".join(lines))
+
 
 class WeightNoiseToggleTest(NoiseLayerTestCase):
     def _model(self):
