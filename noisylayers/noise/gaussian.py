@@ -1,7 +1,6 @@
 """Additive and multiplicative Gaussian weight noise."""
 
 import keras
-import numpy as np
 
 from noisylayers._validation import check_magnitude
 from noisylayers.noise import sampling
@@ -65,7 +64,9 @@ class Gaussian(_Sampled):
     def resolution_warning(self, value, dtype):
         # A fixed stddev below half the dtype's step at the weight's
         # magnitude mostly rounds away when the noisy weight is cast.
-        magnitude = float(np.mean(np.abs(keras.ops.convert_to_numpy(value))))
+        magnitude = float(
+            keras.ops.convert_to_numpy(keras.ops.mean(keras.ops.abs(value)))
+        )
         step = relative_resolution(dtype)
         if self.stddev >= 0.5 * step * magnitude:
             return None

@@ -159,6 +159,31 @@ def test_the_low_precision_warning_is_a_hook_of_the_kind():
         quiet.build((None, 3))
 
 
+@pytest.mark.parametrize("kind", ["variant", "wrapper"])
+def test_the_float16_check_raises_no_deprecation_warning(kind):
+    # Regression: under mixed_float16 on TensorFlow, the check converted a
+    # variable with `np.array`, which NumPy 2 deprecates (`__array__`
+    # without `copy`).
+    keras.config.set_dtype_policy("mixed_float16")
+    if kind == "variant":
+        layer = noisylayers.NoisyDense(
+            4, noise=noise.Gaussian(0.1), kernel_initializer="ones"
+        )
+    else:
+        layer = noisylayers.WeightNoise(
+            keras.layers.Dense(4, kernel_initializer="ones"),
+            noise=noise.Gaussian(0.1),
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.build((None, 3))
+    loud = noisylayers.NoisyDense(
+        4, noise=noise.Gaussian(1e-5), kernel_initializer="ones"
+    )
+    with pytest.warns(UserWarning, match="below the resolution of float16"):
+        loud.build((None, 3))
+
+
 # -- arrows one way --------------------------------------------------------------
 
 
