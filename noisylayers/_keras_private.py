@@ -14,6 +14,9 @@ uses private details of Keras 3 (pinned by `tests/test_keras_private.py`):
   applied. We record which variables were assigned (BatchNormalization
   statistics, the inner layer's seed generators, ...) and write them back.
 - `Layer._flatten_layers`: to find LoRA-enabled or quantized sublayers.
+- `Layer._get_own_losses`: the losses a layer added itself since its
+  outermost call began (`own_losses`), so that a noisy layer called twice
+  in one step adds its KL term once.
 - `Operation.compute_output_spec` traces `call` on symbolic inputs; a
   `Layer` overrides it, so `WeightNoise` calls the `Operation` version on
   itself (`trace_output_spec`) when its wrapped layer cannot answer.
@@ -114,6 +117,17 @@ def substitute(mapping, owner):
 def own_variables(layer):
     """The variables a layer saves itself, in `Layer.save_own_variables` order."""
     return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def own_losses(layer):
+    """The losses `layer` added itself (`add_loss`) in the current step.
+
+    Keras clears them when an outermost call begins; inside a stateless
+    scope that collects losses (the JAX trainer's) they are the scope's
+    losses that `layer` added. Not its sublayers' losses nor its weight
+    regularizers.
+    """
+    return layer._get_own_losses()
 
 
 def sublayers(layer):

@@ -10,10 +10,10 @@ from noisylayers import control
 from noisylayers import noise as noise_module
 from noisylayers._seeds import derive_seed
 from noisylayers._validation import check_seed
-from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
-from noisylayers.layers.base import NoisyVariant
-from noisylayers.layers.base import _matches
+from noisylayers.layers.targets import DEFAULT_TARGETS
+from noisylayers.layers.targets import matches
+from noisylayers.layers.variant import NoisyVariant
 from noisylayers.layers.weight_noise import WeightNoise
 
 
@@ -36,7 +36,7 @@ def _check_model(model, what):
 
 def _perturbable(layer):
     return any(
-        _matches(v, t) for v in layer.weights for t in DEFAULT_TARGETS
+        matches(v, t) for v in layer.weights for t in DEFAULT_TARGETS
     ) and keras.backend.is_float_dtype(layer.weights[0].dtype)
 
 
@@ -367,7 +367,7 @@ def _noisy(layer, noise, estimator, seed, in_bidirectional):
                 "seed": seed,
             }
         )
-        return new, lambda built: _assign(built._candidate_weights(), weights)
+        return new, lambda built: _assign(built.candidate_weights(), weights)
     inner = _clone_layer(layer)
     new = WeightNoise(
         inner, noise=noise, estimator=estimator, seed=seed, name=layer.name
@@ -389,10 +389,10 @@ def _keras_base(variant):
 
 def _clean_weights(layer):
     """The deployable weights of a noisy layer's perturbed layer, in order."""
-    mapping = {id(v): value for v, value in layer._inference_mapping()}
+    mapping = {id(v): value for v, value in layer.inference_mapping()}
     return [
         keras.ops.convert_to_numpy(mapping.get(id(v), v.value))
-        for v in layer._candidate_weights()
+        for v in layer.candidate_weights()
     ]
 
 

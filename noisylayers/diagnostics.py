@@ -76,12 +76,12 @@ def noise_stats(model, layers=None):
     seed = keras.random.SeedGenerator(0)
     rows = NoiseStatsTable()
     for layer in selected:
-        if not layer.built or layer._noise_states is None:
+        if not layer.built or layer.noise_states is None:
             raise ValueError(
                 f"Noisy layer '{layer.name}' is not built: call or train the "
                 "model first."
             )
-        for variable, state in zip(layer.target_variables, layer._noise_states):
+        for variable, state in zip(layer.target_variables, layer.noise_states):
             value = _keras_private.read_value(variable)
             stddev = _number(
                 keras.ops.mean(layer.noise.perturbation_stddev(value, state))
@@ -92,7 +92,7 @@ def noise_stats(model, layers=None):
                 kl = _number(layer.noise.kl(value, state, seed))
             row = {
                 "layer": layer.name,
-                "weight": _relative_path(variable, layer._perturbed()),
+                "weight": _relative_path(variable, layer.perturbed_layer()),
                 "path": variable.path,
                 "kind": type(layer.noise).__name__,
                 "stddev": stddev,
@@ -173,7 +173,7 @@ def mc_predict(model, x, samples=30, batch_size=None, seed=None):
     outputs = []
     try:
         for index, layer in enumerate(layers):
-            layer._sample_at_inference = True
+            layer.sample_at_inference = True
             if seed is not None:
                 state = saved_states[index].copy()
                 state[:] = [derive_seed(seed, ("mc_predict", index)), 0]
@@ -190,7 +190,7 @@ def mc_predict(model, x, samples=30, batch_size=None, seed=None):
             outputs.append(np.concatenate(batches, axis=0))
     finally:
         for layer, state in zip(layers, saved_states):
-            layer._sample_at_inference = False
+            layer.sample_at_inference = False
             if seed is not None:
                 layer.seed_generator.state.assign(state)
     stacked = np.stack(outputs)

@@ -76,8 +76,8 @@ from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_number
 from noisylayers._validation import check_positive_int
 from noisylayers._validation import check_seed
-from noisylayers.layers.base import DEFAULT_TARGETS
-from noisylayers.layers.base import _matches
+from noisylayers.layers.targets import DEFAULT_TARGETS
+from noisylayers.layers.targets import matches
 
 __all__ = [
     "PCM",
@@ -506,7 +506,7 @@ def _noise_owned(model):
     """The ids of the noisy layers' own variables (never programmed)."""
     owned = set()
     for layer in control.noise_layers(model):
-        clean = {id(v) for v in layer._candidate_weights()}
+        clean = {id(v) for v in layer.candidate_weights()}
         owned.update(id(v) for v in layer.weights if id(v) not in clean)
     return owned
 
@@ -516,13 +516,13 @@ def _programmable(layer, owned):
         v
         for v in layer.weights
         if id(v) not in owned
-        and any(_matches(v, t) for t in DEFAULT_TARGETS)
+        and any(matches(v, t) for t in DEFAULT_TARGETS)
         and keras.backend.is_float_dtype(v.dtype)
     ]
 
 
 def _is_bias(variable):
-    return _matches(variable, "bias")
+    return matches(variable, "bias")
 
 
 def _selected_variables(model, layers):

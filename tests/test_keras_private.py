@@ -135,3 +135,27 @@ def test_in_xla_context_only_while_tracing_for_xla():
 
     assert not bool(tf.function(probe)())
     assert bool(tf.function(probe, jit_compile=True)())
+
+
+def test_own_losses_are_cleared_when_an_outermost_call_begins():
+    """Why a noisy layer called twice in one step finds its first KL."""
+
+    class AddsLoss(layers.Layer):
+        def call(self, x):
+            self.add_loss(ops.sum(x))
+            return x
+
+    inner = AddsLoss()
+    a, b = keras.Input((2,)), keras.Input((2,))
+    model = keras.Model([a, b], [inner(a), inner(b)])
+    x = [np.ones((1, 2), "float32"), np.full((1, 2), 2.0, "float32")]
+    model(x)
+    # One outermost call (the model's): both calls' losses are kept.
+    assert sorted(float(numpy(l)) for l in _keras_private.own_losses(inner)) == [2.0, 4.0]
+    model(x)
+    assert len(_keras_private.own_losses(inner)) == 2  # cleared, then two
+    with keras.StatelessScope(collect_losses=True) as scope:
+        inner(np.ones((1, 2), "float32"))
+        assert [id(l) for l in _keras_private.own_losses(inner)] == [
+            id(l) for l in scope.losses
+        ]

@@ -34,7 +34,7 @@ from noisylayers.ablation.settings import check_sensitivity_options
 from noisylayers.ablation.settings import not_written_by_ablate
 from noisylayers.ablation.store import new_out_dir
 from noisylayers.ablation.training import training_ablation
-from noisylayers.noise.base import ESTIMATORS
+from noisylayers.layers.estimators import ESTIMATORS
 from noisylayers.noise.spec import short_spec
 
 

@@ -17,9 +17,9 @@ from noisylayers.ablation.progress import progress_bar
 from noisylayers.ablation.results import SensitivityAblationResult
 from noisylayers.ablation.settings import SENSITIVITY_DRAWS
 from noisylayers.ablation.settings import SENSITIVITY_SCALES
-from noisylayers.layers.base import DEFAULT_TARGETS
 from noisylayers.layers.base import NoisyLayer
-from noisylayers.layers.base import _matches
+from noisylayers.layers.targets import DEFAULT_TARGETS
+from noisylayers.layers.targets import matches
 
 
 
@@ -219,7 +219,7 @@ def _select_perturbed(model, layers, noise):
             variables = [
                 v
                 for v in layer.weights
-                if any(_matches(v, t) for t in DEFAULT_TARGETS)
+                if any(matches(v, t) for t in DEFAULT_TARGETS)
                 and keras.backend.is_float_dtype(v.dtype)
             ]
         if not variables:
@@ -247,7 +247,7 @@ def _select_layers(model, layers):
     if layers is not None:
         return control.select_layers(model, candidates, layers)
     selected = [
-        layer for layer in candidates if any(_matches(v, "kernel") for v in layer.weights)
+        layer for layer in candidates if any(matches(v, "kernel") for v in layer.weights)
     ]
     if not selected:
         raise ValueError(

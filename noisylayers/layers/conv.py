@@ -2,8 +2,8 @@
 
 import keras
 
-from noisylayers.layers.base import NoisyVariant
-from noisylayers.layers.base import check_no_lora
+from noisylayers.layers.variant import NoisyVariant
+from noisylayers.layers.variant import check_no_lora
 
 _DOC = """A `{base}` layer whose kernel and bias are noisy in training.
 

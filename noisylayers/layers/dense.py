@@ -4,8 +4,8 @@ import functools
 
 import keras
 
-from noisylayers.layers.base import NoisyVariant
-from noisylayers.layers.base import check_no_lora
+from noisylayers.layers.variant import NoisyVariant
+from noisylayers.layers.variant import check_no_lora
 
 
 @keras.saving.register_keras_serializable(package="noisylayers")

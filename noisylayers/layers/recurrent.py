@@ -5,7 +5,7 @@ import functools
 import keras
 
 from noisylayers._seeds import derive_seed
-from noisylayers.layers.base import NoisyVariant
+from noisylayers.layers.variant import NoisyVariant
 
 _DOC = """A `{base}` layer whose weights are noisy in training.
 
@@ -52,7 +52,8 @@ _DOC = """A `{base}` layer whose weights are noisy in training.
 
 _FLIPOUT = (
     ', or `"flipout"` (the input and recurrent products decorrelated per '
-    "example by random signs, drawn once per sequence)"
+    "example by random signs, drawn once per sequence; with `dropout` and "
+    "`recurrent_dropout` applied as Keras applies them)"
 )
 
 

@@ -5,7 +5,7 @@ import inspect
 import keras
 
 from noisylayers import _keras_private
-from noisylayers.layers.base import DEFAULT_TARGETS
+from noisylayers.layers import saving
 from noisylayers.layers.base import NoisyLayer
 
 
@@ -25,7 +25,9 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     noise draw per call, shared by all the time steps of a sequence
     (Graves 2011). Everything else the wrapped layer does keeps working:
     BatchNormalization statistics and its own dropout randomness are updated,
-    and its losses (`add_loss`, activity regularizers) are counted once.
+    and its losses (`add_loss`, activity regularizers) are counted once,
+    with every estimator. `model.summary(expand_nested=True)` shows the
+    wrapped layer under the wrapper.
 
     `enabled` and `scale` can be changed at any time, also after `compile`:
     they are non-trainable variables read inside the compiled step, so the
@@ -83,7 +85,9 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         training and with its clean weights otherwise.
 
     Raises:
-        ValueError: if `layer` is not a Keras layer; if `estimator` is
+        ValueError: if `layer` is not a Keras layer, or is (or holds) a
+            noisy layer already (`WeightNoise`, `NoisyDense`, ...: two
+            noises would stack); if `estimator` is
             unknown or does not work for this layer type or noise kind (the
             message lists those that do); if it has nothing to
             perturb, a name in `targets` matches no weight, or a target is
@@ -122,6 +126,7 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
                 f"Received: layer={layer!r} (of type {type(layer).__name__})"
             )
+        _refuse_noisy(layer)
         super().__init__(layer, **kwargs)
         self._init_noise(noise, estimator, targets, seed)
         self.supports_masking = layer.supports_masking
@@ -133,8 +138,13 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
         elif not layer.weights and _builds_nothing(layer):
             raise ValueError(self._nothing_to_perturb_message())
 
-    def _perturbed(self):
+    def perturbed_layer(self):
         return self.layer
+
+    @property
+    def layers(self):
+        """The wrapped layer, in a list (what `model.summary` expands)."""
+        return [self.layer]
 
     def __call__(self, *args, **kwargs):
         if not self.built and not self.layer.built:
@@ -180,10 +190,34 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
             layer_args = (inputs, *args)
         kwargs = self._layer_kwargs({"mask": mask, **kwargs})
 
+        ran = []
+
         def call_layer():
+            ran.append(True)
             return self.layer(*layer_args, training=training, **kwargs)
 
-        return self._noise_call(inputs, training, call_layer)
+        outputs = self._noise_call(inputs, training, call_layer)
+        if not ran:
+            # The estimator computed the layer's linear map itself (Flipout,
+            # local reparameterization), without the layer's `__call__`.
+            self._add_activity_losses(outputs)
+        return outputs
+
+    def _add_activity_losses(self, outputs):
+        """The wrapped layer's activity-regularizer losses, as its
+        `__call__` adds them (normalized by the batch size)."""
+        regularizer = self.layer.activity_regularizer
+        if regularizer is None:
+            return
+        for output in keras.tree.flatten(outputs):
+            if keras.ops.is_tensor(output):
+                loss = regularizer(output)
+                if len(output.shape) > 0:
+                    batch_size = keras.ops.cast(
+                        keras.ops.shape(output)[0], dtype=loss.dtype
+                    )
+                    loss = keras.ops.divide_no_nan(loss, batch_size)
+                self.add_loss(loss)
 
     def compute_output_shape(self, *args, **kwargs):
         # Needed by layers that wrap this one (e.g. `TimeDistributed`); a
@@ -218,8 +252,24 @@ class WeightNoise(NoisyLayer, keras.layers.Wrapper):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         # `Wrapper.from_config` pops "layer" from the dict it is given.
-        with cls._loading(config) as config:
+        with saving.loading(cls, config) as config:
             return super().from_config(config, custom_objects=custom_objects)
+
+
+def _refuse_noisy(layer):
+    """Refuses a layer that is, or holds, a noisy layer already."""
+    for sub in _keras_private.sublayers(layer):
+        if isinstance(sub, NoisyLayer):
+            inside = "" if sub is layer else f" (inside layer '{layer.name}')"
+            raise ValueError(
+                f"Cannot wrap layer '{sub.name}'{inside} in WeightNoise: it "
+                f"is already a noisy layer ({type(sub).__name__} with noise "
+                f"{sub.noise!r}), and a second noise would stack on its "
+                "first. Give it the noise you want with its own arguments, "
+                "or wrap the plain Keras layer (`noisylayers.unwrap` "
+                f"returns a copy with plain layers). Received: "
+                f"layer={layer.name} (of type {type(layer).__name__})"
+            )
 
 
 def _build_from_inputs(layer, args, kwargs):

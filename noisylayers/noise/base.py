@@ -1,10 +1,9 @@
 """The base class of every noise kind."""
 
 import keras
+import numpy as np
 
 from noisylayers._configurable import Configurable
-
-ESTIMATORS = ("shared", "flipout", "local_reparameterization")
 
 
 class Noise(Configurable):
@@ -16,8 +15,11 @@ class Noise(Configurable):
     implement `perturbation(value, seed)`, which returns the random change to
     add to `value`; the noisy weight is then `value + scale * perturbation`,
     so `scale=0` gives the clean weight exactly, `scale=1` the kind's nominal
-    noise and other values multiply the perturbation's magnitude (its
-    expectation stays zero for every kind shipped here).
+    noise and other values multiply the perturbation's magnitude. The
+    perturbation's expectation is zero for the Gaussian kinds and
+    `DropConnect` (which rescales the kept weights), not for `Quantize` (the
+    noisy weight is the rounded weight) or `StuckAt` (`(1 - rate) w + rate *
+    stuck` on average).
 
     Kinds are small serializable objects, like Keras initializers: they hold
     their hyper-parameters and implement `get_config`. A kind declares what
@@ -161,6 +163,23 @@ class Noise(Configurable):
         """The weight used at inference, or `None` for the clean weight."""
         return None
 
+    def resolution_warning(self, value, dtype):
+        """Why most of the noise on `value` vanishes in `dtype`, or `None`.
+
+        A noisy layer whose compute dtype is `"float16"` or `"bfloat16"`
+        asks this of each target weight when it builds, and warns with the
+        text returned (it prefixes the layer and weight). A perturbation
+        proportional to the weight survives the cast; a kind whose noise
+        has a fixed magnitude (`Gaussian`) says when it is below the
+        dtype's resolution at the weight's magnitude
+        (`relative_resolution`). `None` (the default) for no warning.
+
+        Args:
+            value: The clean weight tensor.
+            dtype: The compute dtype, `"float16"` or `"bfloat16"`.
+        """
+        return None
+
     def stats(self, value, state):
         """Extra per-weight figures for `noisylayers.noise_stats` (a dict)."""
         return {}
@@ -196,3 +215,16 @@ class Noise(Configurable):
         """
         perturbation = self.sample(value, seed, state)
         return value + keras.ops.cast(scale, perturbation.dtype) * perturbation
+
+
+def relative_resolution(dtype):
+    """The spacing of `dtype` near a number, relative to the number.
+
+    Two consecutive numbers of `dtype` around `x` differ by about
+    `relative_resolution(dtype) * |x|`: `2**-10` for float16, `2**-7` for
+    bfloat16 (NumPy knows no bfloat16), `2**-23` for float32.
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype == "bfloat16":
+        return 2.0**-7
+    return float(np.finfo(dtype).eps)

@@ -5,6 +5,7 @@ import keras
 from noisylayers._validation import check_magnitude
 from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
+from noisylayers.noise.base import relative_resolution
 
 
 class _Sampled(Noise):
@@ -59,6 +60,24 @@ class Gaussian(_Sampled):
 
     def variance(self, value, state=None):
         return self.stddev**2
+
+    def resolution_warning(self, value, dtype):
+        # A fixed stddev below half the dtype's step at the weight's
+        # magnitude mostly rounds away when the noisy weight is cast.
+        magnitude = float(
+            keras.ops.convert_to_numpy(keras.ops.mean(keras.ops.abs(value)))
+        )
+        step = relative_resolution(dtype)
+        if self.stddev >= 0.5 * step * magnitude:
+            return None
+        return (
+            f"noise of stddev {self.stddev:g} is below the resolution of "
+            f"{dtype} at the magnitude of this weight (mean |w| "
+            f"{magnitude:.3g}, step {step * magnitude:.3g}): most of it "
+            "vanishes when the noisy weight is cast for compute. Use a "
+            "larger stddev, a relative kind (`MultiplicativeGaussian`, "
+            "`RelativeGaussian`) or a float32 policy for this layer."
+        )
 
 
 @keras.saving.register_keras_serializable(package="noisylayers")

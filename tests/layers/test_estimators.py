@@ -34,7 +34,8 @@ from keras import ops
 
 import noisylayers
 from noisylayers import noise
-from noisylayers.layers.estimators import _rademacher
+from noisylayers.layers import estimators
+from noisylayers.layers.estimators.flipout import rademacher
 from tests.noise_testing import NoiseLayerTestCase
 
 STDDEV = 0.3
@@ -521,10 +522,10 @@ class LSTMPerturbationTest(NoiseLayerTestCase):
             )
         )
         seed = layer.seed_generator
-        s_x = numpy(_rademacher((batch, input_dim), "float32", seed))
-        r_x = numpy(_rademacher((batch, 4 * units), "float32", seed))
-        s_h = numpy(_rademacher((batch, units), "float32", seed))
-        r_h = numpy(_rademacher((batch, 4 * units), "float32", seed))
+        s_x = numpy(rademacher((batch, input_dim), "float32", seed))
+        r_x = numpy(rademacher((batch, 4 * units), "float32", seed))
+        s_h = numpy(rademacher((batch, units), "float32", seed))
+        r_h = numpy(rademacher((batch, 4 * units), "float32", seed))
         kernel, recurrent, bias = (numpy(v) for v in values)
         for i in range(batch):
             effective = [
@@ -543,6 +544,134 @@ class LSTMPerturbationTest(NoiseLayerTestCase):
         same = np.repeat(x[:1], 2, axis=0)
         rows = numpy(layer(same, training=True))
         self.assertFalse(np.allclose(rows[0], rows[1], atol=1e-3))
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _lstm_reference(x, kernel, recurrent, bias, x_masks, h_masks):
+    """A NumPy LSTM of one example `x` (time, features), one dropout mask
+    per gate on the inputs (`x_masks[g]`) and on the state (`h_masks[g]`),
+    as Keras' `implementation=1`. Returns the outputs at every step."""
+    units = recurrent.shape[0]
+    h, c, outputs = np.zeros(units), np.zeros(units), []
+    for x_t in x:
+        z = [
+            (x_t * x_masks[g]) @ kernel[:, g * units : (g + 1) * units]
+            + (h * h_masks[g]) @ recurrent[:, g * units : (g + 1) * units]
+            + bias[g * units : (g + 1) * units]
+            for g in range(4)
+        ]
+        c = _sigmoid(z[1]) * c + _sigmoid(z[0]) * np.tanh(z[2])
+        h = _sigmoid(z[3]) * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs)
+
+
+class LSTMFlipoutDropoutTest(NoiseLayerTestCase):
+    """Flipout with the LSTM's own dropout (regression: `recurrent_dropout`
+    and `dropout` with `implementation=1` raised on the first training
+    call, the Flipout step knowing only Keras' `implementation=2`)."""
+
+    @parameterized.named_parameters(
+        ("recurrent_dropout", {"dropout": 0.3, "recurrent_dropout": 0.4}),
+        ("dropout_implementation_1", {"dropout": 0.3, "implementation": 1}),
+        ("dropout_implementation_2", {"dropout": 0.3, "implementation": 2}),
+    )
+    def test_without_noise_it_is_the_keras_lstm_with_its_dropout(self, config):
+        # Disabled noise adds exact zeros: a training call is then the
+        # plain LSTM's, dropout masks included (same seed, same masks).
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(3, 5, 2)).astype("float32")
+        # Keras' own cuDNN attempt fails with `implementation=1` and
+        # `dropout` alone (it expects one input mask, gets four).
+        plain = layers.LSTM(
+            4, return_sequences=True, seed=7, use_cudnn=False, **config
+        )
+        plain.build(x.shape)
+        inner = layers.LSTM(4, return_sequences=True, seed=7, **config)
+        wrapper = noisylayers.WeightNoise(inner, estimator="flipout", seed=0)
+        wrapper.build(x.shape)
+        inner.set_weights(plain.get_weights())
+        wrapper.enabled = False
+        expected = numpy(plain(x, training=True))
+        np.testing.assert_allclose(
+            numpy(wrapper(x, training=True)), expected, atol=1e-6
+        )
+        self.assertFalse(np.allclose(expected, numpy(plain(x, training=False))))
+
+    def test_flipout_uses_one_dropout_mask_per_gate(self):
+        # With `recurrent_dropout` Keras runs `implementation=1`: each gate
+        # has its own masks. Example i runs, at every step, the LSTM with
+        # its Flipout weights and its masks (redrawn here from the same
+        # seed states, in Keras' order: 4 input masks, 4 state masks).
+        batch, units, rates = 3, 3, (0.3, 0.4)
+        rng = np.random.default_rng(5)
+        x = rng.normal(size=(batch, 6, 2)).astype("float32")
+        layer = noisylayers.NoisyLSTM(
+            units, return_sequences=True, noise=noise.Gaussian(0.3),
+            estimator="flipout", seed=12, bias_initializer="random_normal",
+            dropout=rates[0], recurrent_dropout=rates[1],
+        )
+        layer.build(x.shape)
+        noise_state = numpy(layer.seed_generator.state.value).copy()
+        mask_state = numpy(layer.cell.seed_generator.state.value).copy()
+        out = numpy(layer(x, training=True))
+
+        layer.seed_generator.state.assign(noise_state)
+        layer.cell.seed_generator.state.assign(mask_state)
+        values = [v.value for v in layer.target_variables]
+        d_kernel, d_recurrent, d_bias = (
+            numpy(p)
+            for p in layer.noise.perturbations(
+                values, layer.seed_generator, [None] * 3
+            )
+        )
+        seed = layer.seed_generator
+        s_x = numpy(rademacher((batch, 2), "float32", seed))
+        r_x = numpy(rademacher((batch, 4 * units), "float32", seed))
+        s_h = numpy(rademacher((batch, units), "float32", seed))
+        r_h = numpy(rademacher((batch, 4 * units), "float32", seed))
+        x_masks = [
+            numpy(keras.random.dropout(
+                ops.ones((batch, 2)), rates[0], seed=layer.cell.seed_generator
+            ))
+            for _ in range(4)
+        ]
+        h_masks = [
+            numpy(keras.random.dropout(
+                ops.ones((batch, units)), rates[1], seed=layer.cell.seed_generator
+            ))
+            for _ in range(4)
+        ]
+        self.assertFalse(np.allclose(x_masks[0], x_masks[1]))
+        kernel, recurrent, bias = (numpy(v) for v in values)
+        for i in range(batch):
+            expected = _lstm_reference(
+                x[i],
+                kernel + s_x[i][:, None] * d_kernel * r_x[i][None, :],
+                recurrent + s_h[i][:, None] * d_recurrent * r_h[i][None, :],
+                bias + d_bias * r_x[i],
+                [m[i] for m in x_masks],
+                [m[i] for m in h_masks],
+            )
+            np.testing.assert_allclose(
+                out[i], expected, atol=1e-5, err_msg=f"example {i}"
+            )
+
+
+class EstimatorRegistryTest(NoiseLayerTestCase):
+    def test_names_and_lookup(self):
+        self.assertEqual(
+            estimators.ESTIMATORS,
+            ("shared", "flipout", "local_reparameterization"),
+        )
+        for name in estimators.ESTIMATORS:
+            self.assertIsInstance(estimators.get(name), estimators.Estimator)
+            self.assertEqual(estimators.get(name).name, name)
+        with self.assertRaisesRegex(ValueError, "Received: estimator='bogus'"):
+            estimators.get("bogus")
 
 
 class Conv2DLocalReparameterizationConfigsTest(MomentsTestCase):

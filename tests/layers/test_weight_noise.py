@@ -648,6 +648,63 @@ class WeightNoiseStateTest(NoiseLayerTestCase):
         )
         self.assertLen(losses, 1)
 
+    @parameterized.named_parameters(
+        ("dense", lambda: layers.Dense(3, activity_regularizer="l2"), (4, 5)),
+        ("conv2d", lambda: layers.Conv2D(2, 3, activity_regularizer="l2"), (2, 5, 5, 1)),
+    )
+    def test_activity_regularizer_loss_with_every_estimator(self, make, shape):
+        # Regression: Flipout and local reparameterization compute the
+        # linear map themselves, and dropped the wrapped layer's activity
+        # loss. With the noise disabled every estimator computes the plain
+        # layer's outputs, so each adds the plain layer's loss, once.
+        x = np.random.default_rng(0).normal(size=shape).astype("float32")
+        plain = make()
+        plain(x)
+        expected = numpy(plain.losses[0])
+        for estimator in ("shared", "flipout", "local_reparameterization"):
+            inner = make()
+            inner.build(shape)
+            inner.set_weights(plain.get_weights())
+            wrapper = noisylayers.WeightNoise(inner, estimator=estimator)
+            wrapper.enabled = False
+            wrapper(x, training=True)
+            self.assertLen(wrapper.losses, 1, msg=estimator)
+            self.assertAllClose(wrapper.losses[0], expected, rtol=1e-5, msg=estimator)
+            model = keras.Sequential([keras.Input(shape[1:]), wrapper])
+            model(x, training=True)
+            self.assertLen(model.losses, 1, msg=estimator)
+            # Inside a stateless scope (the JAX trainer's) too.
+            _, _, losses = wrapper.stateless_call(
+                [v.value for v in wrapper.trainable_variables],
+                [v.value for v in wrapper.non_trainable_variables],
+                x,
+                training=True,
+                return_losses=True,
+            )
+            self.assertLen(losses, 1, msg=estimator)
+            self.assertAllClose(losses[0], expected, rtol=1e-5, msg=estimator)
+            # Inference adds it too, as a plain layer does.
+            wrapper(x, training=False)
+            self.assertLen(wrapper.losses, 1, msg=estimator)
+
+    def test_summary_expand_nested_shows_the_wrapped_layer(self):
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                noisylayers.WeightNoise(layers.Dense(3, name="inner_dense"), name="noisy"),
+            ]
+        )
+        lines = []
+        model.summary(expand_nested=True, print_fn=lines.append)
+        expanded = "\n".join(lines)
+        self.assertIn("noisy (WeightNoise)", expanded)
+        (row,) = [line for line in expanded.splitlines() if "inner_dense" in line]
+        self.assertIn("└ inner_dense (Dense)", row)
+        self.assertIn("15", row)  # its 4 * 3 + 3 parameters
+        lines.clear()
+        model.summary(print_fn=lines.append)
+        self.assertNotIn("inner_dense", "\n".join(lines))
+
 
 class WeightNoiseToggleTest(NoiseLayerTestCase):
     def _model(self):
@@ -736,6 +793,21 @@ class WeightNoiseErrorsTest(NoiseLayerTestCase):
     def test_not_a_layer(self):
         with pytest.raises(ValueError, match=r"Received: layer="):
             noisylayers.WeightNoise("dense")
+
+    def test_a_noisy_layer_cannot_be_wrapped(self):
+        # Regression: the second noise silently stacked on the first.
+        wrapped = noisylayers.WeightNoise(layers.Dense(2), name="wn")
+        variant = noisylayers.NoisyDense(2, name="nd")
+        block = keras.Sequential([noisylayers.NoisyDense(2, name="inside")], name="block")
+        for layer, message in [
+            (wrapped, r"'wn' in WeightNoise: it is already a noisy layer \(WeightNoise"),
+            (variant, r"'nd' in WeightNoise: it is already a noisy layer \(NoisyDense"),
+            (block, r"'inside' \(inside layer 'block'\)"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                noisylayers.WeightNoise(layer)
+        with pytest.raises(ValueError, match="wrap the plain Keras layer"):
+            noisylayers.WeightNoise(variant)
 
     def test_layer_with_nothing_to_perturb(self):
         with pytest.raises(ValueError, match=r"'flatten'.*no weights to perturb"):
