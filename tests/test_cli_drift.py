@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import noisylayers
-from noisylayers.cli import main
+from noisylayers_cli import main
 from tests.ablation.tiny import build_tiny
 from tests.ablation.tiny import make_data
 
