@@ -17,6 +17,7 @@ from noisylayers.layers import NoisyLSTM
 from noisylayers.layers import WeightNoise
 from noisylayers import priors
 from noisylayers.diagnostics import mc_predict
+from noisylayers.diagnostics import mc_sample
 from noisylayers.diagnostics import noise_stats
 from noisylayers.convert import unwrap
 from noisylayers.convert import wrap
@@ -39,6 +40,7 @@ __all__ = [
     "noise",
     "priors",
     "mc_predict",
+    "mc_sample",
     "noise_stats",
     "wrap",
     "unwrap",
