@@ -25,6 +25,7 @@ from noisylayers.control import noise_layers
 from noisylayers.control import noise_scope
 from noisylayers.control import set_noise
 from noisylayers import callbacks
+from noisylayers import uncertainty
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "set_noise",
     "noise_scope",
     "callbacks",
+    "uncertainty",
     "ablation",
 ]
 
