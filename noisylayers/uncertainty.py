@@ -785,10 +785,12 @@ def draw_reliability(ax, report, num_bins=NUM_BINS):
     ]
     ax.bar(lows, accuracy, width=width, align="edge", color="tab:blue",
            edgecolor="white", label="accuracy")
+    # The gap from each bin's accuracy to its mean confidence, hatched.
     ax.bar(lows, [c - a if b["count"] else 0.0
                   for c, a, b in zip(confidence, accuracy, bins)],
-           bottom=accuracy, width=width, align="edge", color="tab:red",
-           alpha=0.35, label="gap to confidence")
+           bottom=accuracy, width=width, align="edge", fill=False,
+           edgecolor="tab:red", hatch="//", linewidth=0.8,
+           label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], ls="--", color="0.3", lw=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
