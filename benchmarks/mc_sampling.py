@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 import noisylayers  # noqa: E402
 from noisylayers import noise  # noqa: E402
+from noisylayers.diagnostics import _set_sampling  # noqa: E402
 
 SAMPLES = 10
 INPUTS = 2000
@@ -58,7 +59,7 @@ def eager_samples(model, x):
     """The former `mc_predict`: the model called eagerly, batch by batch."""
     layers = noisylayers.noise_layers(model)
     for layer in layers:
-        layer._sample_at_inference = True
+        _set_sampling(layer, True)
     try:
         return np.stack(
             [
@@ -75,7 +76,7 @@ def eager_samples(model, x):
         )
     finally:
         for layer in layers:
-            layer._sample_at_inference = False
+            _set_sampling(layer, False)
 
 
 def timed(function):
