@@ -109,7 +109,8 @@ def test_plain_model_with_x_and_y(files, tmp_path, capsys):
     [
         (["missing.keras", "--data", "test.npz"], "no such file"),
         (["noisy.keras", "--data", "text.npz"], "cannot read it"),
-        (["noisy.keras", "--data", "no_x.npz"], "must hold arrays 'x_test' and 'y_test' or 'x' and 'y'"),
+        (["noisy.keras", "--data", "no_x.npz"],
+         "must hold arrays 'x_test' and 'y_test' or 'x' and 'y'"),
         (["noisy.keras", "--data", "test.npz", "--ood", "no_x.npz"], "--ood"),
         (["noisy.keras", "--data", "wide.npz"], "does not fit MODEL"),
         (["noisy.keras", "--data", "labels.npz"], "y does not fit the 3 classes"),
@@ -119,7 +120,7 @@ def test_plain_model_with_x_and_y(files, tmp_path, capsys):
     ],
 )
 def test_bad_files_and_arguments_exit_2_with_one_line(files, args, message, capsys):
-    argv = ["evaluate"] + [files.get(a, a) if isinstance(files.get(a), str) else a for a in args]
+    argv = ["evaluate"] + [files[a] if a.endswith((".keras", ".npz")) else a for a in args]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err

@@ -271,7 +271,11 @@ def models():
     noisy = keras.Model(inputs, logits, name="noisy")
     probs = keras.Sequential([keras.Input((4,)), noisy, layers.Softmax()], name="probs")
     plain = keras.Sequential(
-        [keras.Input((4,)), layers.Dense(8, activation="relu"), layers.Dense(3, activation="softmax")],
+        [
+            keras.Input((4,)),
+            layers.Dense(8, activation="relu"),
+            layers.Dense(3, activation="softmax"),
+        ],
         name="plain",
     )
     rng = np.random.default_rng(0)
