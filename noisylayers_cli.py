@@ -457,6 +457,7 @@ def build_parser():
         "--no-progress", action="store_true", help="do not show progress bars"
     )
     _add_drift_parser(commands)
+    _add_evaluate_parser(commands, formatter)
     return parser
 
 
@@ -530,6 +531,73 @@ def _add_drift_parser(commands):
         "--out",
         metavar="DIR",
         help="directory for the results. Default: ./drift-YYYYmmdd-HHMMSS",
+    )
+
+
+def _add_evaluate_parser(commands, formatter):
+    """`noisylayers evaluate MODEL.keras --data DATA.npz [--ood OOD.npz] ...`."""
+
+    def seed(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(
+                f"must be a non-negative integer: {text!r}"
+            )
+        return value
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="is a saved classifier's uncertainty any good? (calibration, OOD)",
+        description=textwrap.fill(
+            "Score the predictive uncertainty of a classifier saved as "
+            ".keras: Monte Carlo samples with weight noise in its noisy "
+            "layers (one deterministic pass without any), then accuracy, "
+            "negative log-likelihood, Brier score, expected calibration error, "
+            "mean predictive entropy and mutual information, and given "
+            "out-of-distribution inputs the AUROC of telling them apart. "
+            "Prints the table and writes evaluation.md, .json and .png (a "
+            "reliability diagram and entropy histograms)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  noisylayers evaluate model.keras --data test.npz\n"
+            "  noisylayers evaluate model.keras --data test.npz --ood noise.npz "
+            "--samples 50 --out eval\n"
+        ),
+        formatter_class=formatter,
+    )
+    evaluate.add_argument("model", metavar="MODEL.keras", help="the saved model")
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA.npz",
+        help=(
+            "NumPy .npz file with arrays 'x_test' and 'y_test' (or 'x' and "
+            "'y'): inputs and integer or one-hot labels"
+        ),
+    )
+    evaluate.add_argument(
+        "--ood",
+        metavar="OOD.npz",
+        help="NumPy .npz file with out-of-distribution inputs 'x' (or 'x_test')",
+    )
+    evaluate.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=30,
+        metavar="N",
+        help="Monte Carlo samples. Default: 30",
+    )
+    evaluate.add_argument(
+        "--seed", type=seed, default=0, metavar="S", help="seed of the noise. Default: 0"
+    )
+    evaluate.add_argument(
+        "--out",
+        metavar="DIR",
+        help="directory for the results. Default: ./evaluation-YYYYmmdd-HHMMSS",
     )
 
 

@@ -18,6 +18,7 @@ from noisylayers.layers import NoisyLSTM
 from noisylayers.layers import WeightNoise
 from noisylayers import priors
 from noisylayers.diagnostics import mc_predict
+from noisylayers.diagnostics import mc_sample
 from noisylayers.diagnostics import noise_stats
 from noisylayers.convert import unwrap
 from noisylayers.convert import wrap
@@ -26,6 +27,7 @@ from noisylayers.control import noise_scope
 from noisylayers.control import set_noise
 from noisylayers import callbacks
 from noisylayers import hardware
+from noisylayers import uncertainty
 
 __version__ = "0.1.0"
 
@@ -41,6 +43,7 @@ __all__ = [
     "noise",
     "priors",
     "mc_predict",
+    "mc_sample",
     "noise_stats",
     "wrap",
     "unwrap",
@@ -49,6 +52,7 @@ __all__ = [
     "noise_scope",
     "callbacks",
     "hardware",
+    "uncertainty",
     "ablation",
 ]
 

@@ -159,6 +159,80 @@ def _drift(args):
     return _drift_command.execute(job)
 
 
+def _evaluate(args):
+    """`noisylayers evaluate`: `noisylayers.uncertainty.evaluate` on files."""
+    from noisylayers import uncertainty
+
+    def arrays(option, path, names):
+        try:
+            with np.load(path) as data:
+                for x_name, y_name in names:
+                    if x_name in data and (y_name is None or y_name in data):
+                        return data[x_name], None if y_name is None else data[y_name]
+                wanted = " or ".join(
+                    f"'{x}'" + ("" if y is None else f" and '{y}'") for x, y in names
+                )
+                raise UsageError(
+                    f"{option} {path} must hold arrays {wanted}; it holds "
+                    f"{sorted(data.files)}."
+                )
+        except UsageError:
+            raise
+        except (OSError, EOFError, KeyError, TypeError, ValueError) as e:
+            raise UsageError(
+                f"{option} {path}: cannot read it as a NumPy .npz file ({e})."
+            ) from None
+
+    if not os.path.isfile(args.model):
+        raise UsageError(f"MODEL {args.model}: no such file.")
+    x, y = arrays("--data", args.data, [("x_test", "y_test"), ("x", "y")])
+    ood = None
+    if args.ood is not None:
+        ood = arrays("--ood", args.ood, [("x", None), ("x_test", None)])[0]
+    model = _load_model(args.model)
+    for option, path, inputs in (("--data", args.data, x), ("--ood", args.ood, ood)):
+        if inputs is None:
+            continue
+        try:  # inputs that do not fit the model are a bad file, not a bug
+            out = model.predict(inputs[:1], verbose=0)
+        except Exception as e:  # noqa: BLE001 - Keras raises several types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise UsageError(
+                f"{option} {path} does not fit MODEL {args.model}: x has shape "
+                f"{inputs.shape} ({type(e).__name__}: {first})"
+            ) from None
+        if not isinstance(out, np.ndarray) or out.ndim != 2:
+            raise UsageError(
+                f"MODEL {args.model} is not a classifier with one output of "
+                "shape (examples, classes): it gives "
+                f"{getattr(out, 'shape', type(out).__name__)}."
+            )
+    classes = max(out.shape[1], 2)
+    if len(y) != len(x):
+        raise UsageError(f"--data {args.data}: x has {len(x)} examples and y {len(y)}.")
+    try:
+        uncertainty._labels(y, len(y), classes)
+    except ValueError as e:
+        raise UsageError(
+            f"--data {args.data}: y does not fit the {classes} classes of MODEL "
+            f"{args.model}: {e}"
+        ) from None
+    report = uncertainty.evaluate(
+        model, x, y, samples=args.samples, ood=ood, seed=args.seed
+    )
+    print(report)
+    out_dir = args.out or pipeline.new_out_dir("evaluation")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, f"evaluation.{ext}") for ext in ("md", "json", "png")]
+    store.write_atomic(paths[0], report.to_markdown())
+    report.to_json(paths[1])
+    report.plot(paths[2])
+    print("\nWrote:")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
 def _settings(args):
     """The `ablate` settings given on the command line, or saved in --resume.
 
@@ -320,6 +394,7 @@ def run(args):
     """
     command = {"ablate": _ablate, "merge": _merge, "sensitivity": _sensitivity}
     command["drift"] = _drift
+    command["evaluate"] = _evaluate
     try:
         with quiet_tensorflow_warnings():
             return command[args.command](args)

@@ -1,4 +1,4 @@
-"""What the noise is doing: `noise_stats` per weight, and `mc_predict`."""
+"""What the noise is doing: `noise_stats` per weight, `mc_sample` and `mc_predict`."""
 
 import keras
 import numpy as np
@@ -120,44 +120,108 @@ def _number(x):
     return float(keras.ops.convert_to_numpy(x))
 
 
-def mc_predict(model, x, samples=30, batch_size=None, seed=None):
-    """Monte Carlo prediction: the mean and spread over noisy forward passes.
+#: The model attribute holding `mc_sample`'s predict function.
+_SAMPLING_FUNCTION = "_noisylayers_sampling_function"
 
-    Runs `model` on `x` `samples` times with weight noise sampled in every
-    noisy layer (as a training call would: its own estimator, `enabled` and
-    `scale`) and everything else in inference mode (Dropout off,
-    BatchNormalization on its moving statistics). Deterministic inference
+
+def _sampling_settings(model, layers):
+    """What a traced sampling function depends on besides the model's own.
+
+    (`compile` also replaces the model's predict function, which is checked
+    separately.) A noisy layer's estimator and noise kind are read when
+    tracing.
+    """
+    return (
+        model.run_eagerly,
+        model.jit_compile,
+        model.steps_per_execution,
+        tuple((layer, layer.estimator, layer.noise) for layer in layers),
+    )
+
+
+class _Kept:
+    """`mc_sample`'s predict function and what it was traced for.
+
+    A plain object, not a tuple: Keras' saving walks tuples and lists among
+    a model's attributes, and this one holds layers.
+    """
+
+    __slots__ = ("model_function", "settings", "function")
+
+    def __init__(self, model_function, settings, function):
+        self.model_function = model_function
+        self.settings = settings
+        self.function = function
+
+
+def _same(a, b):
+    """Whether two `_sampling_settings` are the same (objects by identity)."""
+    return (
+        a[:3] == b[:3]
+        and len(a[3]) == len(b[3])
+        and all(
+            p[0] is q[0] and p[1] == q[1] and p[2] is q[2]
+            for p, q in zip(a[3], b[3])
+        )
+    )
+
+
+def mc_sample(model, x, samples=30, batch_size=None, seed=None):
+    """Monte Carlo samples: the outputs of `samples` noisy forward passes.
+
+    Runs `model.predict(x)` `samples` times with weight noise sampled in
+    every noisy layer (as a training call would: its own estimator,
+    `enabled` and `scale`) and everything else in inference mode (Dropout
+    off, BatchNormalization on its moving statistics). Each pass draws new
+    noise for every batch. The passes run through the model's own compiled
+    predict function, traced once with the noise on (the model's cached
+    predict function is put back afterwards). Deterministic inference
     (`model.predict`) stays the default everywhere else: this is the
     explicit choice of sampling. Afterwards every weight of the model is as
     it was (nothing is trained or updated).
 
     Args:
-        model: A built `keras.Model` with noisy layers.
-        x: The inputs (an array, or a list or dict of arrays for a model
-            with several inputs).
+        model: A `keras.Model` with noisy layers.
+        x: The inputs, anything `model.predict` takes: an array, a list or
+            dict of arrays for a model with several inputs, a
+            `tf.data.Dataset` or a `keras.utils.PyDataset` (iterated once
+            per sample: do not shuffle it).
         samples: Positive integer, the number of forward passes.
-        batch_size: Positive integer, the batch size of each pass
-            (default 32, as `predict`).
+        batch_size: Positive integer, the batch size of each pass (default
+            32, as `predict`; leave it out for datasets, which batch
+            themselves).
         seed: Optional integer: with a seed, two calls return identical
             arrays (and the layers' own noise streams are left where they
-            were); without, the layers' streams advance.
+            were); without, the layers' streams advance, so successive
+            calls draw new noise.
 
     Returns:
-        `(mean, std)`: NumPy arrays shaped like `model.predict(x)`, the mean
-        and standard deviation over the samples (per output element).
+        A NumPy array of shape `(samples,) + model.predict(x).shape`; for a
+        model with several outputs, the structure `predict` returns (a list
+        or dict) of such arrays.
 
     Raises:
+        TypeError: if `model` is not a Keras model, or for arguments of the
+            wrong type.
         ValueError: for a model without noisy layers or invalid arguments.
 
     Example:
 
     ```python
-    mean, std = noisylayers.mc_predict(model, x_test, samples=50, seed=0)
+    draws = noisylayers.mc_sample(model, x_test, samples=50, seed=0)
+    draws.shape  # (50, len(x_test), 10)
     ```
     """
     samples = check_positive_int("samples", samples)
-    batch_size = check_positive_int("batch_size", batch_size or 32)
+    if batch_size is not None:
+        batch_size = check_positive_int("batch_size", batch_size)
     seed = check_seed(seed)
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "Argument `model` must be a `keras.Model` (with a `predict` "
+            f"method). Received: model={model!r} (of type "
+            f"{type(model).__name__})"
+        )
     layers = control.noise_layers(model)
     if not layers:
         raise ValueError(
@@ -165,11 +229,11 @@ def mc_predict(model, x, samples=30, batch_size=None, seed=None):
             "prediction would repeat `predict`. Received: model="
             f"{model.name}"
         )
-    n = len(keras.tree.flatten(x)[0])
     saved_states = [
         np.array(keras.ops.convert_to_numpy(layer.seed_generator.state.value))
         for layer in layers
     ]
+    cached_function = model.predict_function
     outputs = []
     try:
         for index, layer in enumerate(layers):
@@ -178,23 +242,85 @@ def mc_predict(model, x, samples=30, batch_size=None, seed=None):
                 state = saved_states[index].copy()
                 state[:] = [derive_seed(seed, ("mc_predict", index)), 0]
                 layer.seed_generator.state.assign(state)
+        # A predict function traced with the noise on (Keras caches one per
+        # model: the cached one was traced without it), kept for the next
+        # call while the model's own one and its settings stay the same.
+        settings = _sampling_settings(model, layers)
+        kept = getattr(model, _SAMPLING_FUNCTION, None)
+        reuse = (
+            isinstance(kept, _Kept)
+            and kept.model_function is cached_function
+            and _same(kept.settings, settings)
+        )
+        model.predict_function = kept.function if reuse else None
         for _ in range(samples):
-            batches = []
-            for start in range(0, n, batch_size):
-                batch = keras.tree.map_structure(
-                    lambda a: a[start : start + batch_size], x
-                )
-                batches.append(
-                    keras.ops.convert_to_numpy(model(batch, training=False))
-                )
-            outputs.append(np.concatenate(batches, axis=0))
+            outputs.append(model.predict(x, batch_size=batch_size, verbose=0))
+        setattr(
+            model,
+            _SAMPLING_FUNCTION,
+            _Kept(cached_function, settings, model.predict_function),
+        )
     finally:
+        model.predict_function = cached_function
         for layer, state in zip(layers, saved_states):
             layer.sample_at_inference = False
             if seed is not None:
                 layer.seed_generator.state.assign(state)
-    stacked = np.stack(outputs)
+    return keras.tree.map_structure(lambda *a: np.stack(a), *outputs)
+
+
+def mc_predict(model, x, samples=30, batch_size=None, seed=None):
+    """Monte Carlo prediction: the mean and spread over noisy forward passes.
+
+    The mean and standard deviation over the samples of
+    `noisylayers.mc_sample(model, x, samples, batch_size, seed)`: `samples`
+    forward passes with weight noise sampled in every noisy layer (as a
+    training call would: its own estimator, `enabled` and `scale`) and
+    everything else in inference mode (Dropout off, BatchNormalization on
+    its moving statistics), run through the model's compiled predict
+    function. Deterministic inference (`model.predict`) stays the default
+    everywhere else: this is the explicit choice of sampling. Afterwards
+    every weight of the model is as it was (nothing is trained or updated).
+
+    For a classifier, the mean of its logits is not its predictive
+    distribution: take the samples (`mc_sample`) and average the
+    probabilities (`noisylayers.uncertainty.predictive_probs`).
+
+    Args:
+        model: A `keras.Model` with noisy layers.
+        x: The inputs, anything `model.predict` takes (an array, a list or
+            dict of arrays for a model with several inputs, a
+            `tf.data.Dataset` or a `keras.utils.PyDataset`).
+        samples: Positive integer, the number of forward passes.
+        batch_size: Positive integer, the batch size of each pass
+            (default 32, as `predict`).
+        seed: Optional integer: with a seed, two calls return identical
+            arrays (and the layers' own noise streams are left where they
+            were); without, the layers' streams advance.
+
+    Returns:
+        `(mean, std)`: NumPy arrays shaped like `model.predict(x)` (for a
+        model with several outputs, two lists or dicts of them, as
+        `predict` returns), the mean and standard deviation over the
+        samples (per output element).
+
+    Raises:
+        TypeError: if `model` is not a Keras model, or for arguments of the
+            wrong type.
+        ValueError: for a model without noisy layers or invalid arguments.
+
+    Example:
+
+    ```python
+    mean, std = noisylayers.mc_predict(model, x_test, samples=50, seed=0)
+    ```
+    """
+    stacked = mc_sample(model, x, samples=samples, batch_size=batch_size, seed=seed)
     # In float64, so that identical samples give a spread of exactly 0.
-    mean = stacked.mean(axis=0, dtype=np.float64)
-    std = stacked.std(axis=0, dtype=np.float64)
-    return mean.astype(stacked.dtype), std.astype(stacked.dtype)
+    mean = keras.tree.map_structure(
+        lambda a: a.mean(axis=0, dtype=np.float64).astype(a.dtype), stacked
+    )
+    std = keras.tree.map_structure(
+        lambda a: a.std(axis=0, dtype=np.float64).astype(a.dtype), stacked
+    )
+    return mean, std

@@ -1,4 +1,4 @@
-"""Tests of `noisylayers.mc_predict`, `noisylayers.noise_stats` and the
+"""Tests of `noisylayers.mc_sample`, `mc_predict`, `noisylayers.noise_stats` and the
 `NoiseStats` callback."""
 
 import math
@@ -82,7 +82,7 @@ def test_mc_predict_samples_the_noise_and_changes_nothing():
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert model.get_layer("head").scale == pytest.approx(0.7)
     assert all(layer.enabled for layer in noisylayers.noise_layers(model))
-    # The layers' `_sample_at_inference` is reset: inference is
+    # The layers' `sample_at_inference` is reset: inference is
     # deterministic again afterwards.
     np.testing.assert_array_equal(
         numpy(model(X, training=False)), numpy(model(X, training=False))
@@ -169,6 +169,132 @@ def test_mc_predict_invalid_arguments():
     plain = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
     with pytest.raises(ValueError, match="no noisy layers"):
         noisylayers.mc_predict(plain, X)
+
+
+# -- mc_sample ----------------------------------------------------------------
+
+
+def test_mc_sample_is_what_mc_predict_summarises():
+    model = bn_dropout_model()
+    before = snapshot(model)
+    states = seed_states(model)
+    draws = noisylayers.mc_sample(model, X, samples=6, seed=3)
+    assert isinstance(draws, np.ndarray) and draws.shape == (6, 10, 3)
+    # Every sample differs from every other (new noise per pass).
+    for i in range(6):
+        for j in range(i):
+            assert not np.allclose(draws[i], draws[j])
+    np.testing.assert_array_equal(noisylayers.mc_sample(model, X, samples=6, seed=3), draws)
+    mean, std = noisylayers.mc_predict(model, X, samples=6, seed=3)
+    np.testing.assert_allclose(mean, draws.mean(axis=0, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(std, draws.std(axis=0, dtype=np.float64), rtol=1e-5)
+    # No weight changes, the layers' streams where they were, and
+    # deterministic inference afterwards.
+    for name, b, a in zip([v.path for v in model.weights], before, snapshot(model)):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    for b, a in zip(states, seed_states(model)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        model.predict(X, verbose=0), model.predict(X, verbose=0)
+    )
+    np.testing.assert_allclose(
+        model.predict(X, verbose=0), numpy(model(X, training=False)), atol=1e-6
+    )
+
+
+class CountingLayer(layers.Layer):
+    """Identity that counts how often its Python `call` runs."""
+
+    calls = 0
+
+    def call(self, x):
+        CountingLayer.calls += 1
+        return x
+
+
+def test_mc_sample_runs_compiled_with_new_noise_per_batch():
+    # One input repeated: the batches differ only by their noise.
+    x = np.repeat(X[:1], 12, axis=0)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            CountingLayer(),
+            noisylayers.NoisyDense(5, noise=noise.Gaussian(0.5), seed=0),
+        ]
+    )
+    cached = model.predict(x, verbose=0)
+    function = model.predict_function
+    CountingLayer.calls = 0
+    draws = noisylayers.mc_sample(model, x, samples=4, batch_size=4)
+    # The shared estimator: one weight draw per batch of 4.
+    assert draws.shape == (4, 12, 5)
+    for sample in draws:
+        for batch in sample.reshape(3, 4, 5):
+            np.testing.assert_allclose(batch, batch[:1].repeat(4, 0), rtol=1e-6)
+        assert not np.allclose(sample[0], sample[4])
+        assert not np.allclose(sample[4], sample[8])
+    assert not np.allclose(draws[0], draws[1])
+    # Traced, not called eagerly 4 x 3 times; the next call reuses the trace.
+    assert 1 <= CountingLayer.calls <= 2
+    unseeded = noisylayers.mc_sample(model, x, samples=4, batch_size=4)
+    assert CountingLayer.calls <= 2
+    assert not np.allclose(unseeded, draws)  # the streams advanced
+    # The model's own predict function is back, deterministic.
+    assert model.predict_function is function
+    np.testing.assert_array_equal(model.predict(x, verbose=0), cached)
+
+
+def test_mc_sample_several_outputs_and_datasets():
+    a = keras.Input((4,), name="a")
+    b = keras.Input((2,), name="b")
+    hidden = noisylayers.NoisyDense(5, noise=noise.Gaussian(0.1), seed=0)(a)
+    both = layers.Concatenate()([hidden, b])
+    listed = keras.Model([a, b], [hidden, both])
+    named = keras.Model([a, b], {"hidden": hidden, "both": both})
+    xb = np.ones((10, 2), "float32")
+    draws = noisylayers.mc_sample(listed, [X, xb], samples=3, batch_size=5, seed=0)
+    assert [d.shape for d in draws] == [(3, 10, 5), (3, 10, 7)]
+    np.testing.assert_array_equal(draws[1][..., :5], draws[0])
+    mean, std = noisylayers.mc_predict(listed, [X, xb], samples=3, batch_size=5, seed=0)
+    assert [m.shape for m in mean] == [(10, 5), (10, 7)]
+    np.testing.assert_allclose(std[0], draws[0].std(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(std[1][:, 5:], 0.0)
+    by_name = noisylayers.mc_sample(named, [X, xb], samples=3, batch_size=5, seed=0)
+    assert set(by_name) == {"hidden", "both"}
+    np.testing.assert_array_equal(by_name["hidden"], draws[0])
+    # A tf.data.Dataset and a PyDataset of the same batches: the same draws.
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(((X, xb), np.zeros(10))).batch(5)
+    np.testing.assert_array_equal(
+        noisylayers.mc_sample(listed, dataset, samples=3, seed=0)[0], draws[0]
+    )
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return ((X[5 * i : 5 * i + 5], xb[5 * i : 5 * i + 5]),)
+
+    mean_py, _ = noisylayers.mc_predict(listed, Batches(), samples=3, seed=0)
+    np.testing.assert_array_equal(mean_py[0], mean[0])
+
+
+def test_mc_sample_invalid_arguments():
+    model = bn_dropout_model()
+    for kwargs, error, message in [
+        ({"samples": 0}, ValueError, "samples=0"),
+        ({"batch_size": 0}, ValueError, "batch_size=0"),
+        ({"seed": 1.5}, TypeError, "seed=1.5"),
+    ]:
+        with pytest.raises(error, match=re.escape(message)):
+            noisylayers.mc_sample(model, X, **kwargs)
+    with pytest.raises(TypeError, match="keras.Model"):
+        noisylayers.mc_sample(model.get_layer("head"), X)
+    plain = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    with pytest.raises(ValueError, match="no noisy layers"):
+        noisylayers.mc_sample(plain, X)
 
 
 # -- noise_stats --------------------------------------------------------------

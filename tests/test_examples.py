@@ -2,6 +2,9 @@ import os
 import subprocess
 import sys
 
+import keras
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -65,3 +68,17 @@ def test_analog_drift_example_writes_its_plot(tmp_path):
     assert "| time since programming |" in result.stdout
     assert "| 1 y |" in result.stdout
     assert os.path.getsize(tmp_path / "analog_drift.png") > 10_000
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent code; compiling its three noisy CNNs takes "
+    "about 2 minutes on JAX (mc_sample and evaluate are tested on JAX)",
+)
+def test_uncertainty_example_prints_its_table_and_writes_its_figure(tmp_path):
+    result = _run_example(
+        "uncertainty.py", "--epochs", "1", "--samples", "2", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("plain", "LearnedGaussian + flipout", "VariationalDropout"):
+        assert f"| {name} |" in result.stdout
+    assert "| model | accuracy | NLL | ECE | AUROC rotated | AUROC noise |" in result.stdout
+    assert os.path.getsize(tmp_path / "uncertainty.png") > 10_000
