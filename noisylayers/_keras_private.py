@@ -70,6 +70,26 @@ def read_value(variable):
         return variable.value
 
 
+def read_value_if_current(variable):
+    """`read_value(variable)`, or `None` where its value is not current here.
+
+    Inside the JAX trainer's steps the model's state travels as arguments:
+    a stateless scope maps the variables the step works on, and the others'
+    own storage is detached (`None`) or stale. An unmapped variable there
+    reads as `None`; everywhere else (eager code, TensorFlow graphs) this is
+    `read_value`.
+    """
+    scope = get_stateless_scope()
+    if scope is not None:
+        value = scope.get_current_value(variable)
+        if value is not None:
+            return value
+        if keras.backend.backend() == "jax":
+            return None
+    with AutocastScope(None):
+        return variable.value
+
+
 @contextlib.contextmanager
 def substitute(mapping, owner):
     """Within the block, each variable in `mapping` reads as its new value.

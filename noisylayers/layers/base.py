@@ -10,6 +10,7 @@ from noisylayers import noise as noise_module
 from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_seed
 from noisylayers.layers import estimators as estimators_module
+from noisylayers.layers import kl_log
 from noisylayers.layers import noise_table as noise_table_module
 from noisylayers.layers import saving
 from noisylayers.layers import targets as targets_module
@@ -114,6 +115,11 @@ class NoisyLayer:
                 trainable=False,
                 autocast=False,
             )
+        self._kl_log = None
+        if self.noise.has_kl:
+            # The `kl` entry of `fit`'s logs (see `layers/kl_log.py`).
+            self._kl_log = kl_log.add_kl_log(self)
+            self._kl_log_metric = kl_log.KLLog()
         self._target_variables = None
         self._noise_states = None
         self._noise_table = None
@@ -173,7 +179,13 @@ class NoisyLayer:
         """
         own = {
             id(v)
-            for v in (self._enabled, self._scale, self._kl_weight, self._noise_table)
+            for v in (
+                self._enabled,
+                self._scale,
+                self._kl_weight,
+                self._kl_log,
+                self._noise_table,
+            )
         }
         own.update(id(v) for v in self._noise_variables)
         return [v for v in self.perturbed_layer().weights if id(v) not in own]
@@ -223,6 +235,15 @@ class NoisyLayer:
                     stacklevel=3,
                 )
                 return
+
+    @property
+    def kl_log_variable(self):
+        """The running `(sum, count)` of the weighted KL of training steps.
+
+        The `kl` entry of `fit`'s logs reads it (`None` without a KL term);
+        a non-trainable variable that is not saved.
+        """
+        return self._kl_log
 
     @property
     def noise_table(self):
@@ -402,6 +423,7 @@ class NoisyLayer:
             )
             self._kl_loss = self._kl_weight.value * kl
             self.add_loss(self._kl_loss)
+            kl_log.record(self._kl_log, self._kl_loss)
         return outputs
 
     def _kl_added(self):

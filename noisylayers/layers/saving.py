@@ -76,22 +76,24 @@ def loading(cls, config):
 
 
 def saved_variables(layer):
-    """The variables `layer` saves itself: its own, without the noise table."""
+    """The variables `layer` saves itself: its own, without the noise table
+    (regenerated from the seed) and the `kl_log` (a statistic of `fit`)."""
+    unsaved = (layer.noise_table, layer.kl_log_variable)
     return [
         v
         for v in _keras_private.own_variables(layer)
-        if v is not layer.noise_table
+        if not any(v is u for u in unsaved)
     ]
 
 
 def save_own_variables(layer, store):
-    """Like `Layer.save_own_variables`, without the noise table."""
+    """Like `Layer.save_own_variables`, without the unsaved variables."""
     for i, v in enumerate(saved_variables(layer)):
         store[str(i)] = v
 
 
 def load_own_variables(layer, store):
-    """Like `Layer.load_own_variables`, without the noise table."""
+    """Like `Layer.load_own_variables`, without the unsaved variables."""
     variables = saved_variables(layer)
     if len(store.keys()) != len(variables):
         raise ValueError(
