@@ -10,7 +10,7 @@ import pytest
 import noisylayers
 from noisylayers import noise
 from noisylayers import uncertainty
-from noisylayers.cli import main
+from noisylayers_cli import main
 
 FILES = ("evaluation.md", "evaluation.json", "evaluation.png")
 
