@@ -211,7 +211,7 @@ def _evaluate(args):
     if len(y) != len(x):
         raise UsageError(f"--data {args.data}: x has {len(x)} examples and y {len(y)}.")
     try:
-        uncertainty._labels(y, len(y), classes)
+        uncertainty.as_class_labels(y, len(y), classes)
     except ValueError as e:
         raise UsageError(
             f"--data {args.data}: y does not fit the {classes} classes of MODEL "

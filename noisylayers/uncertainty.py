@@ -181,8 +181,21 @@ def _probs(probs, name="probs"):
     return p
 
 
-def _labels(labels, n, k):
-    """Integer classes `(n,)` from integer or one-hot labels."""
+def as_class_labels(labels, n, k):
+    """Integer classes `(n,)` from integer or one-hot labels.
+
+    Args:
+        labels: `n` integer classes in `[0, k)`, or `(n, k)` one-hot rows.
+        n: The number of examples.
+        k: The number of classes.
+
+    Returns:
+        An integer NumPy array of shape `(n,)`.
+
+    Raises:
+        ValueError: for labels of another shape, non-integer or out-of-range
+            classes, or rows that are not one-hot (naming `labels`).
+    """
     raw = _array("labels", labels)
     if raw.ndim == 2 and raw.shape[1] == 1:
         raw = raw[:, 0]
@@ -332,7 +345,7 @@ def negative_log_likelihood(labels, probs):
             probabilities that are not probabilities.
     """
     p = _probs(probs)
-    y = _labels(labels, *p.shape)
+    y = as_class_labels(labels, *p.shape)
     picked = p[np.arange(len(y)), y]
     return float(np.mean(-np.log(np.clip(picked, EPSILON, 1.0))))
 
@@ -355,7 +368,7 @@ def brier_score(labels, probs):
         ValueError: as `negative_log_likelihood`.
     """
     p = _probs(probs)
-    y = _labels(labels, *p.shape)
+    y = as_class_labels(labels, *p.shape)
     onehot = np.zeros_like(p)
     onehot[np.arange(len(y)), y] = 1.0
     return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
@@ -365,7 +378,7 @@ def _calibration_bins(labels, probs, num_bins):
     """Per bin: count, number right, sum of confidences (top label)."""
     num_bins = check_positive_int("num_bins", num_bins)
     p = _probs(probs)
-    y = _labels(labels, *p.shape)
+    y = as_class_labels(labels, *p.shape)
     predicted = p.argmax(axis=1)
     confidence = p[np.arange(len(y)), predicted]
     # Equal-width bins over [0, 1]: [i/B, (i+1)/B), the last one closed
@@ -439,7 +452,7 @@ def fit_temperature(labels, logits):
         )
     if z.shape[1] == 1:
         z = np.concatenate([np.zeros_like(z), z], axis=1)
-    y = _labels(labels, *z.shape)
+    y = as_class_labels(labels, *z.shape)
     picked = z[np.arange(len(y)), y]
 
     def slope(beta):  # d NLL / d beta, beta = 1 / T: increasing in beta
@@ -961,7 +974,7 @@ def evaluate(
         draws = logits_of(draws)
         ood_draws = None if ood_draws is None else logits_of(ood_draws)
     probs = predictive_probs(draws, use_logits)
-    labels = _labels(y, *probs.shape)
+    labels = as_class_labels(y, *probs.shape)
     predicted = probs.argmax(axis=1)
     entropy = predictive_entropy(draws, use_logits)
     mi = np.zeros_like(entropy) if not noisy else mutual_information(draws, use_logits)
