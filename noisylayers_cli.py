@@ -346,7 +346,7 @@ def build_parser():
             "FILE.py:FUNCTION or package.module:FUNCTION, a function of no "
             "arguments returning a new compiled Keras model with named noisy "
             "layers, or MODEL.keras, a saved compiled model (each run clones "
-            "it with fresh weights). Your own model needs --data. "
+            "it with fresh weights), which needs its DATA too. "
             f"Default: {defaults['model']}"
         ),
     )

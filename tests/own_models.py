@@ -74,7 +74,10 @@ def one():
 
 
 def uncompiled():
-    return noisylayers.wrap(plain(), noise="gaussian:0.3")
+    return keras.Sequential([
+        keras.Input((4,)),
+        noisylayers.WeightNoise(keras.layers.Dense(3), name="only"),
+    ])
 
 
 def raises():

@@ -110,3 +110,29 @@ def test_a_failing_run_is_reported_and_resume_finishes_it(local_ray, tmp_path, c
     assert main(["ablate", "--resume", out, "--ray", *TINY[4:]]) == 0
     assert len(run_metrics(out)) == 4
     assert os.path.isfile(os.path.join(out, "sensitivity.json"))
+
+
+def test_training_ablation_on_ray_in_python(local_ray, tmp_path):
+    from noisylayers.ablation import training_ablation
+    from tests.ablation.tiny import build_tiny
+    from tests.ablation.tiny import make_data
+
+    data = make_data()
+    for kwargs, error, match in [
+        ({"ray": 5}, TypeError, "Received: ray=5"),
+        ({"ray": "local", "cpus_per_run": 0}, ValueError, "Received: cpus_per_run=0"),
+        ({"ray": "local", "gpus_per_run": -1}, ValueError, "Received: gpus_per_run=-1"),
+    ]:
+        with pytest.raises(error, match=match):
+            training_ablation(build_tiny, data, **kwargs)
+    out = str(tmp_path / "out")
+    result = training_ablation(
+        build_tiny, data, epochs=1, seeds=[0], batch_size=16, out_dir=out,
+        save_models=True, progress=False, ray="local",
+    )
+    assert result.complete and result.failed == {}
+    assert len(result.records) == 4  # baseline, all, only:a, only:b
+    assert sorted(os.listdir(os.path.join(out, "models"))) == sorted(
+        f"{r['id']}.keras" for r in result.records
+    )
+    assert all(r["model"] == f"models/{r['id']}.keras" for r in result.records)

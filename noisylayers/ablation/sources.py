@@ -32,6 +32,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -244,7 +245,13 @@ class ModelSource:
                 temporary.write(self._bytes)
             path = temporary.name
         try:
-            model = keras.models.load_model(path)
+            with warnings.catch_warnings():
+                # A model saved before training has no optimizer variables
+                # yet; each run compiles a fresh optimizer anyway.
+                warnings.filterwarnings(
+                    "ignore", message="Skipping variable loading for optimizer"
+                )
+                model = keras.models.load_model(path)
         except Exception as e:  # noqa: BLE001 - any loading failure is a bad file
             raise ValueError(
                 f"Argument `model`: cannot load {self.text} as a Keras model "
