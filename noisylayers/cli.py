@@ -5,8 +5,8 @@ The command's front end, `noisylayers_cli` (outside this package, so that
 here. Nothing here calls back into it.
 
 `noisylayers ablate` runs `noisylayers.ablation.run_ablation` (a training
-ablation of a built-in model or of one's own, serially or on Ray, then a
-sensitivity ablation of its trained no-noise model), `noisylayers merge` combines the directories of a sharded
+ablation of a built-in model, then a sensitivity ablation of its trained
+no-noise model), `noisylayers merge` combines the directories of a sharded
 ablation (`merge`, then `finish_ablation`), and `noisylayers sensitivity`
 scores the per-layer noise robustness of any saved Keras model
 (`sensitivity_ablation`). Run `noisylayers COMMAND --help`.

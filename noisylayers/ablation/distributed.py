@@ -138,8 +138,8 @@ def ray_session(address="local"):
             raise ValueError(
                 f"Argument `ray`: cannot reach a Ray cluster at {address!r} "
                 f"({_first_line(e)}). Start one with `ray start --head` (see "
-                f"the README), or use a local instance (ray='local'). "
-                f"Received: ray={address!r}"
+                "the README), or use a local instance (ray='local', --ray "
+                f"without ADDRESS). Received: ray={address!r}"
             ) from None
         started = True
     try:
@@ -275,7 +275,7 @@ def run_on_ray(
         waiting = {
             task.remote(
                 run, shared["build_model"], spec, shared["data"],
-                save_models, cpus_per_run,
+                save_models and out_dir is not None, cpus_per_run,
             ): run
             for run in runs
         }

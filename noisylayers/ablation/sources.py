@@ -290,7 +290,9 @@ class ModelSource:
     def _wrapped(self, model):
         from noisylayers.convert import wrap
 
-        config = model.get_compile_config() if getattr(model, "compiled", False) else None
+        config = None
+        if getattr(model, "compiled", False):
+            config = model.get_compile_config()
         noisy = wrap(model, noise=self.wrap, estimator=self.estimator)
         if config:
             try:
