@@ -100,6 +100,10 @@ def main(argv=None):
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    error = _check_sources(args)
+    if error is not None:
+        print(f"noisylayers {args.command}: error: {error}", file=sys.stderr)
+        return 2
     with quiet_backend_logs():
         from noisylayers import cli
 
@@ -209,6 +213,12 @@ examples:
   noisylayers ablate --out res-$SLURM_ARRAY_TASK_ID --shard $SLURM_ARRAY_TASK_ID/4
                                      one shard per array job (sbatch --array=1-4)
   noisylayers merge res-1 res-2 res-3 res-4 --out res       combine the shards
+  noisylayers ablate --model my_models.py:build --data data.npz
+                                     your own model (named noisy layers) and data
+  noisylayers ablate --model plain.keras --data data.npz --wrap gaussian:0.05
+                                     a saved plain model, every layer wrapped
+  noisylayers ablate --ray           the runs as Ray tasks on all local cores
+  noisylayers ablate --ray auto --gpus-per-run 1    on a running Ray cluster
 
 Each run is saved as soon as it finishes, so an interrupted ablation loses
 nothing: the same command with the same --out (or --resume DIR) skips the
@@ -240,6 +250,56 @@ def _scales(text):
             )
         values.append(value)
     return values
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction between 0 and 1: {text!r}"
+        )
+    return value
+
+
+def _non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0: {text!r}")
+    return value
+
+
+def _check_sources(args):
+    """The error of a `--model` or `--data` of the wrong form, or `None`.
+
+    Checked after parsing, so that the error is one line (without the
+    usage), and without importing Keras.
+    """
+    if args.command != "ablate":
+        return None
+    if args.model is not None and args.model not in MODELS:
+        try:
+            _settings.parse_source(args.model, "model")
+        except ValueError:
+            return (
+                f"argument --model: invalid choice: {args.model!r} (choose "
+                f"from {', '.join(sorted(MODELS))}, or give FILE.py:FUNCTION, "
+                "package.module:FUNCTION or MODEL.keras)"
+            )
+    if args.data is not None:
+        try:
+            _settings.parse_source(args.data, "data")
+        except ValueError:
+            return (
+                "argument --data: must be DATA.npz, FILE.py:FUNCTION or "
+                f"package.module:FUNCTION: {args.data!r}"
+            )
+    return None
 
 
 def _shard(text):
@@ -280,8 +340,42 @@ def build_parser():
     models = ", ".join(f"{name}: {text}" for name, text in MODELS.items())
     ablate.add_argument(
         "--model",
-        choices=sorted(MODELS),
-        help=f"the model and its data ({models}). Default: {defaults['model']}",
+        metavar="{cnn,lstm,mlp}|FILE.py:FUNCTION|MODEL.keras",
+        help=(
+            f"a built-in model and its data ({models}); or your own model: "
+            "FILE.py:FUNCTION or package.module:FUNCTION, a function of no "
+            "arguments returning a new compiled Keras model with named noisy "
+            "layers, or MODEL.keras, a saved compiled model (each run clones "
+            "it with fresh weights), which needs its DATA too. "
+            f"Default: {defaults['model']}"
+        ),
+    )
+    ablate.add_argument(
+        "--data",
+        metavar="DATA.npz|FILE.py:FUNCTION",
+        help=(
+            "the data of your own model: a .npz file with arrays x_train, "
+            "y_train, x_val, y_val (or x and y, split by --val-split), or a "
+            "function returning ((x_train, y_train), (x_val, y_val))"
+        ),
+    )
+    ablate.add_argument(
+        "--val-split",
+        type=_fraction,
+        metavar="FRACTION",
+        help=(
+            "with --data holding arrays x and y: the fraction kept for "
+            f"validation (a seeded split). Default: {_settings.VAL_SPLIT:g}"
+        ),
+    )
+    ablate.add_argument(
+        "--wrap",
+        metavar="KIND[:PARAMS]",
+        help=(
+            "for your own model without noisy layers: wrap every layer with "
+            "weights in WeightNoise with this noise first (noisylayers.wrap), "
+            "e.g. gaussian:0.05"
+        ),
     )
     ablate.add_argument(
         "--epochs",
@@ -368,6 +462,29 @@ def build_parser():
             "continue the ablation in DIR with its saved settings, skipping "
             "the finished runs (other options given must agree with them)"
         ),
+    )
+    ablate.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help=(
+            "train the runs as Ray tasks (pip install \"noisylayers[ray]\"): "
+            "without ADDRESS on a new local Ray instance (all cores); 'auto' "
+            "or ray://HOST:PORT joins a running cluster"
+        ),
+    )
+    ablate.add_argument(
+        "--cpus-per-run",
+        type=_positive_int,
+        metavar="N",
+        help="with --ray: the CPUs (and intra-op threads) of each run. Default: 1",
+    )
+    ablate.add_argument(
+        "--gpus-per-run",
+        type=_non_negative,
+        metavar="G",
+        help="with --ray: the GPUs of each run, fractions allowed. Default: 0",
     )
 
     merge_parser = commands.add_parser(

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from noisylayers import noise as noise_module
+from noisylayers.ablation import distributed
 from noisylayers.ablation import merge
 from noisylayers.ablation import pipeline
 from noisylayers.ablation import sensitivity_ablation
@@ -42,6 +43,8 @@ from noisylayers.ablation.optional import MissingDependencyError
 from noisylayers.ablation.sensitivity import sensitivity_layers
 from noisylayers.ablation.settings import DEFAULTS
 from noisylayers.ablation.settings import SENSITIVITY_SCALES
+from noisylayers.ablation.settings import is_own_model
+from noisylayers.ablation.settings import normalize_source
 from noisylayers.noise.spec import short_spec
 
 
@@ -247,6 +250,12 @@ def _settings(args):
         given["scales"] = _flatten(given["scales"])
     if "noise" in given:
         given["noise"] = short_spec(parse_noise(given["noise"]))
+    if "wrap" in given:
+        given["wrap"] = _parse_wrap(given["wrap"])
+    if is_own_model(given.get("model")):
+        given["model"] = normalize_source(given["model"], "model")
+    if "data" in given:
+        given["data"] = normalize_source(given["data"], "data")
     if args.resume is None:
         return given
     with _usage_errors():
@@ -260,6 +269,71 @@ def _settings(args):
                 "start a new ablation in another --out."
             )
     return saved
+
+
+def _parse_wrap(text):
+    """Reads `--wrap KIND[:PARAMS]` as the settings keep it."""
+    try:
+        return short_spec(noise_module.parse(text))
+    except (TypeError, ValueError) as e:
+        raise UsageError(
+            "--wrap must be KIND or KIND:VALUE (or KIND:NAME=VALUE,...), a "
+            f"noise kind to wrap every layer with: {e} Received: --wrap {text}"
+        ) from None
+
+
+def _check_combination(settings, args):
+    """Refuses options that do not go with the model (or with each other)."""
+    model = settings.get("model", DEFAULTS["model"])
+    if is_own_model(model):
+        if settings.get("data") is None:
+            raise UsageError(
+                f"--model {model} is a model of your own: give its data with "
+                "--data DATA.npz (arrays x_train, y_train, x_val, y_val, or "
+                "x and y) or --data FILE.py:FUNCTION."
+            )
+        if settings.get("noise") is not None:
+            raise UsageError(
+                "--noise sets the noise of the built-in models: your model "
+                "keeps the noise of its noisy layers. To add noise to a model "
+                "without noisy layers, use --wrap KIND[:PARAMS]."
+            )
+        if settings.get("estimator") is not None and settings.get("wrap") is None:
+            raise UsageError(
+                "--estimator applies to the noise of --wrap: your model's "
+                "noisy layers keep their estimators. Received: --estimator "
+                f"{settings['estimator']} without --wrap"
+            )
+    else:
+        for key in ("data", "val_split", "wrap"):
+            if settings.get(key) is not None:
+                option = "--" + key.replace("_", "-")
+                raise UsageError(
+                    f"{option} is for a model of your own (--model "
+                    "FILE.py:FUNCTION, package.module:FUNCTION or MODEL.keras): "
+                    f"the built-in model '{model}' brings its data and noise."
+                )
+    if args.ray is None:
+        for option in ("cpus_per_run", "gpus_per_run"):
+            if getattr(args, option) is not None:
+                raise UsageError(
+                    f"--{option.replace('_', '-')} sets the resources of each "
+                    "Ray task: it goes with --ray [ADDRESS]."
+                )
+
+
+def _description(settings):
+    """What the ablation trains, for its first line."""
+    if not is_own_model(settings["model"]):
+        return (
+            f"{TASKS[settings['model']].description}, noise {settings['noise']}"
+        )
+    noise = (
+        f"every layer wrapped with {settings['wrap']}"
+        if settings.get("wrap")
+        else "the noise of its noisy layers"
+    )
+    return f"your model {settings['model']} on {settings['data']}, {noise}"
 
 
 def _sensitivity_options(args):
@@ -284,26 +358,43 @@ def _ablate(args):
     else:
         out = args.out or store.new_out_dir()
     settings = _settings(args)
+    _check_combination(settings, args)
+    if args.ray is not None:
+        distributed.require_ray()  # before anything slow
     options = _sensitivity_options(args)
     with _usage_errors():
         settings = pipeline.check_settings(
             **settings, **options, out_dir=out, shard=args.shard
         )
     resuming = store.has_spec(out)
+    where = "" if args.ray is None else (
+        " on Ray" + ("" if args.ray == "local" else f" at {args.ray}")
+    )
     print(
         f"{'Resuming the ablation' if resuming else 'Ablation'} of "
-        f"{TASKS[settings['model']].description}, noise {settings['noise']}, "
-        f"{settings['epochs']} epochs, {settings['seeds']} seed(s), in {out}/"
+        f"{_description(settings)}, {settings['epochs']} epochs, "
+        f"{settings['seeds']} seed(s), in {out}/{where}"
     )
     use_jax_compilation_cache(os.path.join(out, ".jax-cache"))
     try:
-        report = pipeline.run_ablation(
-            **settings,
-            **options,
-            out_dir=out,
-            shard=args.shard,
-            progress=not args.no_progress,
-        )
+        with contextlib.ExitStack() as stack:
+            ray_options = {}
+            if args.ray is not None:
+                with _usage_errors():  # an address that cannot be reached
+                    stack.enter_context(distributed.ray_session(args.ray))
+                ray_options = {
+                    "ray": args.ray,
+                    "cpus_per_run": args.cpus_per_run or 1,
+                    "gpus_per_run": args.gpus_per_run or 0,
+                }
+            report = pipeline.run_ablation(
+                **settings,
+                **options,
+                out_dir=out,
+                shard=args.shard,
+                progress=not args.no_progress,
+                **ray_options,
+            )
     except KeyboardInterrupt:
         print(
             "\nInterrupted. The finished runs are saved; continue with:\n"
@@ -311,6 +402,8 @@ def _ablate(args):
             file=sys.stderr,
         )
         return 130
+    if report.training.failed:
+        return _report_failures(report.training, out)
     if report.sensitivity is None:
         print(report.training)
         done = "" if args.shard is None else "Shard {}/{} is done. ".format(
@@ -325,6 +418,23 @@ def _ablate(args):
     print()
     print(report)
     return 0
+
+
+def _report_failures(training, out):
+    """Prints the finished runs' table and the failed runs; returns 1."""
+    print(training)
+    for run_id, error in training.failed.items():
+        print(
+            f"noisylayers ablate: run {run_id} failed: {error}", file=sys.stderr
+        )
+    print(
+        f"noisylayers ablate: error: {len(training.missing)} run(s) of the "
+        f"ablation are missing ({len(training.failed)} failed); the finished "
+        f"runs are saved in {out}/. Fix the cause, then finish them with: "
+        f"noisylayers ablate --resume {out}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _merge(args):

@@ -6,16 +6,21 @@
   and shardable; `merge` combines shard directories.
 - `sensitivity_ablation`: put noise into one layer of a trained model at a
   time, at a range of scales, and evaluate.
-- `run_ablation`: both, on a built-in model, in one call: what
-  `noisylayers ablate` runs (`finish_ablation` completes a merged one).
+- `run_ablation`: both, on a built-in model or one's own (a function in a
+  file or module, or a saved `.keras` model, with its data), in one call:
+  what `noisylayers ablate` runs (`finish_ablation` completes a merged one).
+
+Both train serially or, with `ray=`, as Ray tasks on one machine or a
+cluster (`pip install "noisylayers[ray]"`).
 
 The results (`TrainingAblationResult`, `SensitivityAblationResult`) print
 as a table and write Markdown, CSV, JSON and PNG plots.
 
 The modules, in the order a run goes through them: `settings` (the
 settings of `run_ablation` and their defaults), `models` (the built-in
-models and data), `plan` (configurations, runs, shards), `training` (the
-runner), `store` (the directory on disk), `sensitivity`, `results`,
+models and data), `sources` (models and data of one's own), `plan`
+(configurations, runs, shards), `training` (the runner), `distributed`
+(the runs as Ray tasks), `store` (the directory on disk), `sensitivity`, `results`,
 `tables` and `plotting` (the outputs), `pipeline` (`run_ablation`),
 `report` (what it returns), and `checks`, `progress` and `optional`
 (helpers).

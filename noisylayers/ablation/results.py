@@ -252,17 +252,21 @@ class TrainingAblationResult(AblationResult):
             `configuration`, `enabled`, `scale`, `seed`, `metrics` (the
             validation metrics after training), `history`, `seconds`.
         missing: The ids of the runs of the ablation that have no record
-            (not run yet, or in another shard).
+            (not run yet, in another shard, or failed).
+        failed: `{run id: error}` of the runs that failed on Ray in the
+            call that made the result (empty otherwise): each is also in
+            `missing`.
     """
 
     kind = "training"
 
-    def __init__(self, spec, records, expected_ids):
+    def __init__(self, spec, records, expected_ids, failed=None):
         order = {run_id: i for i, run_id in enumerate(expected_ids)}
         records = sorted(records, key=lambda r: order.get(r["id"], len(order)))
         super().__init__(spec, records)
         done = {r["id"] for r in self.records}
         self.missing = [i for i in expected_ids if i not in done]
+        self.failed = dict(failed or {})
 
     @property
     def complete(self):

@@ -7,7 +7,9 @@
 Every file is written atomically (to a temporary name, then renamed), so a
 reader never sees a partial file and an interrupted ablation loses only the
 run in progress. A run's model is written before its record: a record in
-`runs/` always has its model. `new_out_dir` names a new directory.
+`runs/` always has its model. A run trained elsewhere (a Ray worker) comes
+as its record and the bytes of its model file (`save_run_files`).
+`new_out_dir` names a new directory.
 """
 
 import datetime
@@ -108,6 +110,24 @@ def save_run(out_dir, record, model=None):
         # Keras wants a `.keras` suffix: save to a temporary `.keras` name.
         partial = os.path.join(out_dir, MODELS_DIR, f".partial-{record['id']}.keras")
         model.save(partial)
+        os.replace(partial, os.path.join(out_dir, record["model"]))
+    write_atomic(_run_path(out_dir, record["id"]), json.dumps(record, indent=2) + "\n")
+
+
+def save_run_files(out_dir, record, model_file=None):
+    """Writes a run's record and, if given, its model file's bytes first.
+
+    As `save_run`, for a run whose model was saved elsewhere (a Ray
+    worker): `model_file` holds the bytes of its `.keras` file. Sets
+    `record["model"]`.
+    """
+    if model_file is not None:
+        record["model"] = f"{MODELS_DIR}/{record['id']}.keras"
+        partial = os.path.join(
+            out_dir, MODELS_DIR, f".partial-{os.getpid()}-{record['id']}.keras"
+        )
+        with open(partial, "wb") as f:
+            f.write(model_file)
         os.replace(partial, os.path.join(out_dir, record["model"]))
     write_atomic(_run_path(out_dir, record["id"]), json.dumps(record, indent=2) + "\n")
 

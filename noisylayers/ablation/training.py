@@ -1,9 +1,10 @@
 """Training ablation: train one model per noise configuration and seed.
 
 `training_ablation` runs the runs that `plan` lays out (each on a fresh
-model, with its noisy layers switched on or off), keeping each finished run
-in the `store` directory; `merge` collects the runs of a sharded ablation's
-directories. Both return a `TrainingAblationResult`.
+model, with its noisy layers switched on or off), one after the other or
+as Ray tasks (`distributed`), keeping each finished run in the `store`
+directory; `merge` collects the runs of a sharded ablation's directories.
+Both return a `TrainingAblationResult`.
 """
 
 import functools
@@ -18,6 +19,7 @@ from noisylayers._validation import check_list
 from noisylayers._validation import check_number
 from noisylayers._validation import check_positive_int
 from noisylayers._validation import check_seed
+from noisylayers.ablation import distributed
 from noisylayers.ablation import store
 from noisylayers.ablation.checks import check_distinct_names
 from noisylayers.ablation.checks import check_model
@@ -42,6 +44,9 @@ def training_ablation(
     save_models=False,
     metadata=None,
     progress=True,
+    ray=None,
+    cpus_per_run=1,
+    gpus_per_run=0,
 ):
     """Trains one model per noise configuration and seed; compares them.
 
@@ -59,6 +64,20 @@ def training_ablation(
     and different settings are an error. `shard="i/n"` trains only every
     n-th run from the i-th on (i from 1); shards may share `out_dir` or use
     their own directories, which `merge` combines.
+
+    With `ray`, each run is one Ray task, on this machine or across a
+    cluster (`ray="local"`, `"auto"`, `"ray://HOST:PORT"`). The data and
+    `build_model` go into Ray's object store once; each task trains one
+    run in a worker (with the driver's Keras backend and `cpus_per_run`
+    intra-op threads) and returns its record and model to this process,
+    which writes them into `out_dir` as they finish, in any order, exactly
+    as a serial run does: resuming, shards and `merge` work the same and
+    mix with Ray runs. A run whose worker dies is retried (Ray's task
+    retries, 3); a run that still fails, or raises, does not stop the
+    others: it is listed in the result's `failed` (and `missing`), and
+    calling again with the same `out_dir` trains it. On `KeyboardInterrupt`
+    the outstanding tasks are cancelled; the finished runs are kept.
+    Same seeds give the same metrics as a serial run (to float rounding).
 
     Args:
         build_model: Function without arguments returning a new compiled
@@ -85,17 +104,33 @@ def training_ablation(
         metadata: Optional JSON-compatible dict stored with the settings and
             compared on resume (e.g. how the data were made).
         progress: Whether to show a progress bar over the runs.
+        ray: `None` (default) to train the runs here, one after the
+            other; `"local"` to start a local Ray instance (all this
+            machine's cores) for them; anything else is an address for
+            `ray.init` (`"auto"`, `"ray://HOST:PORT"`). If Ray is running
+            in this process already (`ray.init` was called), that instance
+            is used. `build_model` and the data must pickle
+            (`cloudpickle`): a function from a file, a lambda or a
+            `functools.partial` does; a `tf.data.Dataset` does not.
+        cpus_per_run: Positive integer, the Ray CPUs of each run (and its
+            intra-op threads).
+        gpus_per_run: Non-negative number, the Ray GPUs of each run
+            (fractions share a GPU).
 
     Returns:
         A `TrainingAblationResult` with a record for every finished run
-        (those saved in `out_dir`, from any shard, or those of this call).
+        (those saved in `out_dir`, from any shard, or those of this call);
+        with `ray`, its `failed` maps the id of each run that failed to
+        its error.
 
     Raises:
         ValueError: for invalid arguments; if `build_model` returns a model
             without noisy layers, uncompiled, or with other noisy layers
             than at its first call; if `out_dir` holds an ablation with
-            other settings.
+            other settings; with `ray`, if the cluster cannot be reached.
         TypeError: for arguments of the wrong type.
+        noisylayers.ablation.optional.MissingDependencyError: with `ray`,
+            if Ray is not installed (`pip install "noisylayers[ray]"`).
 
     Example:
 
@@ -130,6 +165,10 @@ def training_ablation(
             "scales", scales, functools.partial(check_number, "scales", low=0.0)
         )
     shard = parse_shard(shard)
+    if ray is not None:
+        cpus_per_run, gpus_per_run = distributed.check_resources(
+            ray, cpus_per_run, gpus_per_run
+        )
     try:
         metadata = json.loads(json.dumps(metadata or {}))
     except (TypeError, ValueError):
@@ -158,18 +197,28 @@ def training_ablation(
         if resume:
             records = store.load_records(out_dir, mine)
     pending = [run for run in mine if run.id not in records]
-    with progress_bar(
-        pending, enabled=progress, desc="Training ablation", unit="run"
-    ) as bar:
-        for run in bar:
-            bar.set_postfix_str(run.id)
-            records[run.id] = _train(
-                run, build_model, spec, data, out_dir, save_models
-            )
+    failed = {}
+    if ray is not None and pending:
+        finished, failed = distributed.run_on_ray(
+            pending, build_model, spec, data, out_dir, save_models,
+            address=ray, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+            progress=progress,
+        )
+        records.update(finished)
+    else:
+        with progress_bar(
+            pending, enabled=progress, desc="Training ablation", unit="run"
+        ) as bar:
+            for run in bar:
+                bar.set_postfix_str(run.id)
+                record, model = train_run(run, build_model, spec, data)
+                if out_dir is not None:
+                    store.save_run(out_dir, record, model if save_models else None)
+                records[run.id] = record
     if out_dir is not None:
         records = store.load_records(out_dir, runs)
     return TrainingAblationResult(
-        spec, records.values(), [run.id for run in runs]
+        spec, records.values(), [run.id for run in runs], failed=failed
     )
 
 
@@ -217,8 +266,19 @@ def _fresh_model(build_model, seed):
     return build_model()
 
 
-def _train(run, build_model, spec, data, out_dir, save_models):
-    """Trains and scores one run; saves it in `out_dir`; returns its record."""
+def train_run(run, build_model, spec, data):
+    """Trains and scores one run.
+
+    Args:
+        run: A `plan.Run`.
+        build_model: As in `training_ablation`.
+        spec: The ablation's settings (`plan.make_spec`).
+        data: `((x_train, y_train), (x_val, y_val))`.
+
+    Returns:
+        `(record, model)`: the run's record (its `"model"` is `None`) and
+        the trained model.
+    """
     (x_train, y_train), (x_val, y_val) = data
     model = _fresh_model(build_model, run.seed)
     names = _noise_layer_names(model)
@@ -257,9 +317,7 @@ def _train(run, build_model, spec, data, out_dir, save_models):
         "seconds": round(time.perf_counter() - start, 3),
         "model": None,
     }
-    if out_dir is not None:
-        store.save_run(out_dir, record, model if save_models else None)
-    return record
+    return record, model
 
 
 def merge(*dirs, out_dir=None):

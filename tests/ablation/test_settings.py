@@ -21,6 +21,7 @@ def test_defaults():
     assert dict(DEFAULTS) == {
         "model": "cnn", "noise": "gaussian:0.1", "epochs": 10, "seeds": 3,
         "scales": None, "samples": None, "batch_size": 32, "estimator": None,
+        "data": None, "val_split": None, "wrap": None,
     }
     assert AblationSettings().as_dict() == dict(DEFAULTS)
     with pytest.raises(TypeError):
@@ -50,8 +51,11 @@ def test_values_are_normalized():
         ({"scales": [1, 1]}, ValueError, "distinct values"),
         ({"scales": "1"}, TypeError, "must be a list"),
         ({"model": 3}, TypeError, "Received: model=3"),
-        ({"noise": None}, TypeError, "Received: noise=None"),
+        ({"noise": 1}, TypeError, "Received: noise=1"),
         ({"estimator": 1}, TypeError, "Received: estimator=1"),
+        ({"data": 1}, TypeError, "Received: data=1"),
+        ({"val_split": 1.0}, ValueError, "strictly between 0 and 1"),
+        ({"val_split": "0.2"}, TypeError, "Received: val_split='0.2'"),
     ],
 )
 def test_invalid_values(kwargs, error, match):
@@ -77,3 +81,17 @@ def test_spec_round_trip():
     spec["metadata"] = {}  # written by `training_ablation` directly
     with pytest.raises(ValueError, match="did not write"):
         AblationSettings.from_spec(spec)
+
+
+def test_own_model_settings_round_trip():
+    settings = AblationSettings(
+        model="/m/models.py:build", noise=None, data="/m/d.npz", val_split=0.25,
+        wrap="gaussian:0.1", estimator="flipout",
+    )
+    assert settings.own_model and not AblationSettings().own_model
+    assert settings.metadata() == {
+        "model": "/m/models.py:build", "data": "/m/d.npz", "samples": None,
+        "val_split": 0.25, "wrap": "gaussian:0.1", "estimator": "flipout",
+    }
+    spec = make_spec(["a"], [0, 1, 2], None, 10, 32, settings.metadata())
+    assert AblationSettings.from_spec(spec) == settings
