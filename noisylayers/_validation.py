@@ -118,3 +118,44 @@ def check_list(name, values, check):
             f"Received: {name}={values!r}"
         )
     return values
+
+
+def check_coefficients(name, coefficients, what="standard deviation"):
+    """Validates the coefficients of a polynomial noise level on `[0, 1]`.
+
+    `coefficients[k]` multiplies `x**k`: a non-empty sequence of finite
+    numbers whose polynomial (`what`, for messages) is non-negative on the
+    normalized range `[0, 1]`.
+
+    Returns:
+        The coefficients as a list of floats.
+
+    Raises:
+        ValueError: for anything else, naming the argument and the value.
+    """
+    if isinstance(coefficients, (str, bytes)) or not hasattr(
+        coefficients, "__iter__"
+    ):
+        raise ValueError(
+            f"Argument `{name}` must be a sequence of numbers. "
+            f"Received: {name}={coefficients!r}"
+        )
+    coefficients = list(coefficients)
+    if not coefficients or not all(
+        isinstance(c, numbers.Real)
+        and not isinstance(c, bool)
+        and abs(c) <= MAX_MAGNITUDE
+        for c in coefficients
+    ):
+        raise ValueError(
+            f"Argument `{name}` must be a non-empty sequence of "
+            f"finite numbers, each at most {MAX_MAGNITUDE:g} in size. "
+            f"Received: {name}={coefficients!r}"
+        )
+    grid = [i / 100 for i in range(101)]
+    if min(sum(c * g**k for k, c in enumerate(coefficients)) for g in grid) < 0:
+        raise ValueError(
+            f"Argument `{name}` gives a negative {what} somewhere on "
+            f"[0, 1]. Received: {name}={coefficients!r}"
+        )
+    return [float(c) for c in coefficients]

@@ -72,6 +72,7 @@ from noisylayers import control
 from noisylayers._configurable import Configurable
 from noisylayers._seeds import derive_seed
 from noisylayers._validation import MAX_MAGNITUDE
+from noisylayers._validation import check_coefficients
 from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_number
 from noisylayers._validation import check_positive_int
@@ -183,36 +184,6 @@ def _check_positive(name, value):
     return number
 
 
-def _check_coefficients(coefficients):
-    if isinstance(coefficients, (str, bytes)) or not hasattr(
-        coefficients, "__iter__"
-    ):
-        raise ValueError(
-            "Argument `prog_coefficients` must be a sequence of numbers. "
-            f"Received: prog_coefficients={coefficients!r}"
-        )
-    coefficients = list(coefficients)
-    if not coefficients or not all(
-        isinstance(c, numbers.Real)
-        and not isinstance(c, bool)
-        and abs(c) <= MAX_MAGNITUDE
-        for c in coefficients
-    ):
-        raise ValueError(
-            "Argument `prog_coefficients` must be a non-empty sequence of "
-            f"finite numbers, each at most {MAX_MAGNITUDE:g} in size. "
-            f"Received: prog_coefficients={coefficients!r}"
-        )
-    grid = np.linspace(0.0, 1.0, 101)
-    if np.min(np.polyval(coefficients[::-1], grid)) < 0:
-        raise ValueError(
-            "Argument `prog_coefficients` gives a negative programming-noise "
-            "standard deviation somewhere on [0, g_max]. "
-            f"Received: prog_coefficients={coefficients!r}"
-        )
-    return tuple(float(c) for c in coefficients)
-
-
 @keras.saving.register_keras_serializable(package="noisylayers")
 class PCM(Configurable):
     """Phase-change-memory devices: programming noise, drift and read noise.
@@ -265,7 +236,13 @@ class PCM(Configurable):
         self.g_max = _check_positive("g_max", g_max)
         self.t0 = _check_positive("t0", t0)
         self.t_read = _check_positive("t_read", t_read)
-        self.prog_coefficients = _check_coefficients(prog_coefficients)
+        self.prog_coefficients = tuple(
+            check_coefficients(
+                "prog_coefficients",
+                prog_coefficients,
+                what="programming-noise standard deviation",
+            )
+        )
         self.prog_noise_scale = check_magnitude("prog_noise_scale", prog_noise_scale)
         self.read_noise_scale = check_magnitude("read_noise_scale", read_noise_scale)
         self.drift_scale = check_magnitude("drift_scale", drift_scale)

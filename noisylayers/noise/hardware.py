@@ -13,7 +13,7 @@ import numbers
 import keras
 from keras import ops
 
-from noisylayers._validation import MAX_MAGNITUDE
+from noisylayers._validation import check_coefficients
 from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_number
 from noisylayers.noise import sampling
@@ -143,32 +143,7 @@ class PolynomialGaussian(Noise):
     symmetric = True
 
     def __init__(self, coefficients=PCM_COEFFICIENTS, per="tensor"):
-        if isinstance(coefficients, (str, bytes)) or not hasattr(
-            coefficients, "__iter__"
-        ):
-            raise ValueError(
-                "Argument `coefficients` must be a sequence of numbers. "
-                f"Received: coefficients={coefficients!r}"
-            )
-        coefficients = list(coefficients)
-        if not coefficients or not all(
-            isinstance(c, numbers.Real)
-            and not isinstance(c, bool)
-            and abs(c) <= MAX_MAGNITUDE
-            for c in coefficients
-        ):
-            raise ValueError(
-                "Argument `coefficients` must be a non-empty sequence of "
-                f"finite numbers, each at most {MAX_MAGNITUDE:g} in size. "
-                f"Received: coefficients={coefficients!r}"
-            )
-        grid = [i / 100 for i in range(101)]
-        if min(sum(c * g**k for k, c in enumerate(coefficients)) for g in grid) < 0:
-            raise ValueError(
-                "Argument `coefficients` gives a negative standard deviation "
-                f"on [0, 1]. Received: coefficients={coefficients!r}"
-            )
-        self.coefficients = [float(c) for c in coefficients]
+        self.coefficients = check_coefficients("coefficients", coefficients)
         self.per = _check_per(per)
 
     def _stddev(self, value):
