@@ -396,7 +396,8 @@ def build_parser():
         "--noise",
         metavar="KIND[:VALUE|:NAME=VALUE,...]",
         help=(
-            "the weight noise of the noisy layers: KIND, KIND:VALUE (its "
+            "the weight noise of a built-in model's noisy layers: KIND, "
+            "KIND:VALUE (its "
             "first parameter, e.g. dropconnect:0.2) or KIND:NAME=VALUE,... "
             "(e.g. learned_gaussian:init_stddev=0.05,dataset_size=1000), "
             f"with KIND one of {', '.join(NOISE_KINDS)}. "
