@@ -70,6 +70,19 @@ def read_value(variable):
         return variable.value
 
 
+def tracing():
+    """Whether code runs while a function is traced (compiled), not eagerly.
+
+    True inside a TensorFlow graph (`tf.function`) and inside the JAX
+    trainer's steps (which run the model in a stateless scope under `jit`).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    return get_stateless_scope() is not None
+
+
 def read_value_if_current(variable):
     """`read_value(variable)`, or `None` where its value is not current here.
 

@@ -401,6 +401,8 @@ class NoisyLayer:
         """
         self._require_stage(_BUILT, "_noise_call", "_build_noise")
         self._check_perturbable()
+        if self._kl_log is not None:
+            kl_log.note_call(training)
         if not (training or self._sample_at_inference):
             mapping = self.inference_mapping()
             if not mapping:

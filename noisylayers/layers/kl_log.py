@@ -4,7 +4,8 @@ A noisy layer with a KL term adds `kl_weight * KL` to the training loss, so
 `fit`'s `loss` is the negative ELBO while `val_loss` (inference calls add no
 KL) is the data term alone. The `kl` entry tells the two parts apart: the
 weighted KL per training step, averaged over the epoch and summed over the
-noisy layers. `val_kl` is 0 for the same reason `val_loss` lacks it.
+noisy layers. It is an entry of training logs only: `evaluate` (and the
+validation of `fit`) return what they return for any model, without it.
 
 How it reaches the logs on every backend: each such layer keeps a running
 `(sum, count)` of its weighted KL in a non-trainable variable (`kl_log`,
@@ -25,6 +26,16 @@ from noisylayers import _keras_private
 
 #: The live noisy layers with a KL term, each with its `kl_log` variable.
 _LAYERS = weakref.WeakSet()
+
+#: Whether the latest traced call of a noisy layer with a KL term was a
+#: training call: a compiled train step (forward pass, then metrics) reports
+#: `kl`, a test step does not (see `KLLog.result`).
+_LAST_TRACED_CALL_TRAINED = [False]
+
+
+def note_call(training):
+    """Notes whether a KL layer's call (being traced or run) is training."""
+    _LAST_TRACED_CALL_TRAINED[0] = bool(training)
 
 
 def add_kl_log(layer):
@@ -71,20 +82,36 @@ class KLLog(keras.metrics.Metric):
         pass
 
     def result(self):
+        # `kl` is an entry of training logs only: `evaluate` (and fit's
+        # validation) keep their usual return values. Inside a compiled step
+        # the step's own forward pass tells (it was traced just before);
+        # eagerly (Keras reads the metrics again at the end of an epoch or
+        # an evaluation), whether any layer trained since the last reset.
+        logs = list(_LAYERS)
+        if _keras_private.tracing():
+            if not _LAST_TRACED_CALL_TRAINED[0]:
+                return {}
+        elif not any(_trained(layer) for layer in logs):
+            return {}
         # Inside a JAX training step the layers' state is not readable here
         # (it travels as the step's arguments): the entry is then 0 for that
         # step's progress bar, and exact at the end of the epoch, when Keras
         # reads the metrics again after syncing the state.
         total = keras.ops.zeros((), "float32")
-        for layer in list(_LAYERS):
+        for layer in logs:
             log = layer.kl_log_variable
             value = None if log is None else _keras_private.read_value_if_current(log)
             if value is not None:
                 total = total + keras.ops.divide_no_nan(value[0], value[1])
-        return total
+        return {self.name: total}
 
     def reset_state(self):
         for layer in list(_LAYERS):
             log = layer.kl_log_variable
             if log is not None:
                 log.assign(keras.ops.zeros((2,), "float32"))
+
+
+def _trained(layer):
+    log = layer.kl_log_variable
+    return log is not None and float(keras.ops.convert_to_numpy(log)[1]) > 0

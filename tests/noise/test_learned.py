@@ -143,6 +143,7 @@ def test_rho_variables_are_trainable_weights_of_the_noisy_layer():
         # The targets and their rhos; enabled, scale and kl_weight.
         assert len(layer.trainable_weights) == 2 * len(names)
         assert sorted(v.name for v in layer.non_trainable_weights) == [
+            "kl_log",  # the running weighted KL of `fit`'s `kl` entry
             "kl_weight",
             "noise_enabled",
             "noise_scale",
@@ -435,13 +436,14 @@ def test_kl_enters_the_compiled_training_loss():
             layer.kl_weight = weight
 
     set_weights(0.0, 0.0, 0.0)
-    without = float(model.train_on_batch(X, y))
+    # The `kl` entry is a metric: train_on_batch returns [loss, kl].
+    without = float(model.train_on_batch(X, y, return_dict=True)["loss"])
     set_weights(1.0, 1.0, 1.0)
-    with_kl = float(model.train_on_batch(X, y))
+    with_kl = float(model.train_on_batch(X, y, return_dict=True)["loss"])
     np.testing.assert_allclose(with_kl - without, sum(kls), rtol=1e-4)
     # Per layer: only the second layer's KL, at half weight.
     set_weights(0.0, 0.5, 0.0)
-    partial = float(model.train_on_batch(X, y))
+    partial = float(model.train_on_batch(X, y, return_dict=True)["loss"])
     np.testing.assert_allclose(partial - without, 0.5 * kls[1], rtol=1e-4)
     # (`fit`: see the KLWarmup test, whose epoch losses include the KL.)
 
@@ -652,8 +654,8 @@ def test_a_very_negative_rho_gives_finite_sigma_kl_and_gradients(learned):
     layer(X, training=True)
     assert np.isfinite(numpy(layer.losses[0]))
     model.compile(keras.optimizers.SGD(1e-3), "mse")
-    loss = model.train_on_batch(X, np.zeros((8, 3), "float32"))
-    assert np.isfinite(loss)
+    logs = model.train_on_batch(X, np.zeros((8, 3), "float32"), return_dict=True)
+    assert np.isfinite(logs["loss"]) and np.isfinite(logs["kl"])
     for v in model.weights:
         assert np.isfinite(numpy(v.value)).all(), v.path  # finite gradients
 
