@@ -2,10 +2,10 @@
 
 Usage (from the repository root):
 
-    python -m benchmarks.scaling                     # ~10-15 min on 2 CPU cores
+    python -m benchmarks.scaling --plot-dir docs     # ~20 min on 2 shared CPU cores
     python -m benchmarks.scaling --backend jax
     python -m benchmarks.scaling --axes batch --max-params 3e7 --rounds 5
-    python -m benchmarks.scaling --tiny              # seconds: a smoke test
+    python -m benchmarks.scaling --tiny --no-memory  # tiny sizes, 1 round
 
 Three sweeps, each a list of points; at every point plain Keras and the
 noisylayers contenders (each estimator, each sampler, a fixed and a learned
