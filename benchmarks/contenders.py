@@ -42,6 +42,9 @@ class Contender:
     noise: Optional[str] = None
     counterpart: Optional[str] = None  # tfp contender this one should beat
     memory: bool = True  # measure its peak memory (full run)
+    # Learned-variance rivals (keras-proba, tfp.layers) of the same estimator
+    # that this contender must beat by 1.5x (issue 22; see report.targets).
+    rivals: tuple = ()
 
 
 # --------------------------------------------------------------------------
@@ -245,8 +248,19 @@ VARIANTS = [
     ("shared", "gaussian", True),
     ("flipout", "gaussian", True),
     ("local_reparameterization", "gaussian", True),
+    ("shared", "learned_gaussian", False),
+    ("local_reparameterization", "learned_gaussian", False),
     ("flipout", "learned_gaussian", False),
 ]
+
+# The Bayes-by-backprop layers of the other libraries, per estimator: the
+# learned-variance variants must be 1.5x faster than each (issue 22).
+LEARNED_RIVALS = {
+    "shared": ("kp-reparameterization", "tfp-reparameterization"),
+    "local_reparameterization": ("kp-local-reparameterization",
+                                 "tfp-local-reparameterization"),
+    "flipout": ("kp-flipout", "tfp-flipout"),
+}
 
 
 def make_plain_xla(config, x, y):
@@ -318,6 +332,48 @@ def make_floor(config, x, y):
 
 def make_call_overhead(config, x, y):
     return Runner(train=_draw_functions(config)[1])
+
+
+# --------------------------------------------------------------------------
+# keras-proba (Keras 3, any backend): TFP's variational layers ported to
+# Keras 3 (`pip install keras-proba`, in the `bench` extra). Mean-field
+# Normal kernel posterior with `scale = eps + softplus(u)`, N(0, 1) prior,
+# deterministic bias, `kl_weight = 1 / 60000` as the learned variants.
+KERAS_PROBA_KL_WEIGHT = 1.0 / 60000
+
+
+def _keras_proba_maker(dense, conv2d):
+    def make(config, x, y):
+        try:
+            import keras_proba
+        except ImportError as e:
+            raise NotSupported(
+                "not installed: pip install keras-proba (bench extra)"
+            ) from e
+        import keras
+
+        ctors = {
+            keras.layers.Dense: dense and getattr(keras_proba.layers, dense),
+            keras.layers.Conv2D: conv2d and getattr(keras_proba.layers, conv2d),
+        }
+        seeds = itertools.count(1)
+
+        def wrap(layer):
+            ctor = ctors.get(type(layer))
+            if ctor is None:
+                raise NotSupported(
+                    f"no layer: keras-proba has no {type(layer).__name__} "
+                    "with this estimator")
+            config_ = layer.get_config()
+            keep = ("units", "filters", "kernel_size", "strides", "padding",
+                    "data_format", "dilation_rate", "activation", "use_bias")
+            kwargs = {k: config_[k] for k in keep if k in config_}
+            return ctor(**kwargs, kl_weight=KERAS_PROBA_KL_WEIGHT,
+                        seed=next(seeds))
+
+        return _keras_runner(keras_model(config.spec, wrap=wrap), x, y)
+
+    return make
 
 
 # --------------------------------------------------------------------------
@@ -440,6 +496,8 @@ def _variant_contenders():
                 noise=noise,
                 counterpart=TFP_COUNTERPART.get(estimator),
                 quick=quick,
+                rivals=(LEARNED_RIVALS[estimator]
+                        if noise == "learned_gaussian" else ()),
             )
         )
     return out
@@ -522,6 +580,33 @@ CONTENDERS = [
         "reference",
         make_tf_keras_plain,
         needs_tensorflow=True,
+        quick=False,
+    ),
+    Contender(
+        "kp-reparameterization",
+        "keras-proba DenseReparameterization / Conv2DReparameterization",
+        "keras-proba",
+        _keras_proba_maker("DenseReparameterization", "Conv2DReparameterization"),
+        estimator="shared",
+        noise="learned_gaussian",
+        quick=False,
+    ),
+    Contender(
+        "kp-local-reparameterization",
+        "keras-proba DenseLocalReparameterization",
+        "keras-proba",
+        _keras_proba_maker("DenseLocalReparameterization", None),
+        estimator="local_reparameterization",
+        noise="learned_gaussian",
+        quick=False,
+    ),
+    Contender(
+        "kp-flipout",
+        "keras-proba DenseFlipout / Conv2DFlipout",
+        "keras-proba",
+        _keras_proba_maker("DenseFlipout", "Conv2DFlipout"),
+        estimator="flipout",
+        noise="learned_gaussian",
         quick=False,
     ),
     Contender(

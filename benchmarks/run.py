@@ -154,7 +154,8 @@ def main(argv=None):
         "contenders": {
             c.name: {"label": c.label, "family": c.family,
                      "estimator": c.estimator, "noise": c.noise,
-                     "counterpart": c.counterpart}
+                     "counterpart": c.counterpart,
+                     "rivals": list(c.rivals)}
             for c in contenders
         },
         "configs": {},

@@ -80,3 +80,28 @@ def test_benchmarks_are_modules_that_share_one_environment():
     )
     assert child.returncode == 0, child.stderr[-3000:]
     assert "Gradient variance vs batch size" in child.stdout
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="no backend involved")
+def test_scaling_fits_log_log_slopes_and_tabulates_them():
+    from benchmarks import scaling
+
+    # y = 3 x^2: slope exactly 2; a constant ratio has slope 0.
+    assert scaling.slope([1, 10, 100], [3, 300, 30000]) == pytest.approx(2.0)
+    assert scaling.slope([1, 10], [2.0, 2.0]) == pytest.approx(0.0)
+    assert scaling.slope([5], [1.0]) is None
+    points = [
+        {"point": p, "time_ms": {"plain": p, "learned shared": 2 * p ** 1.5},
+         "time_ratio": {"plain": 1.0, "learned shared": 2 * p ** 0.5},
+         "memory_ratio": {"plain": 1.0, "learned shared": 3.0}}
+        for p in (1e5, 1e6, 1e7)
+    ]
+    slopes = scaling.fit(points, ["plain", "learned shared"])
+    assert slopes["learned shared"]["time"] == pytest.approx(1.5)
+    assert slopes["learned shared"]["time_ratio"] == pytest.approx(0.5)
+    assert slopes["learned shared"]["memory_ratio"] == pytest.approx(0.0)
+    table = scaling.markdown({"axes": {"width": {"points": points, "slopes": slopes}}})
+    assert "| learned shared | 632.46x (3.00x) |" in table
+    # The width axis builds Dense(d) + Dense(10) with about d^2 parameters.
+    spec, batch = scaling.spec_for("width", 1e6)
+    assert spec.input_shape == (1000,) and batch == 128

@@ -11,6 +11,7 @@ from keras import ops
 from noisylayers import priors as priors_module
 from noisylayers._validation import check_magnitude
 from noisylayers._validation import check_scale
+from noisylayers.noise import _fused
 from noisylayers.noise import sampling
 from noisylayers.noise.base import Noise
 
@@ -94,6 +95,10 @@ def softplus_inverse(stddev, dtype="float32", floor=0.0):
         return abs(float(value) - stddev)
 
     return float(min(candidates, key=error))
+
+
+def _floor_of(rho):
+    return sigma_floor(keras.backend.standardize_dtype(rho.dtype))
 
 
 def weight_dtype(variable):
@@ -215,10 +220,19 @@ class LearnedGaussian(Noise):
         return stddev_from_rho(state["rho"].value)
 
     def perturbation(self, value, seed, state):
+        eps = sampling.standard_normal_like(value, seed, state)
+        rho = state["rho"].value
+        if _fused.available() and rho.dtype == eps.dtype:
+            # One fused kernel for softplus, floor and product (and one for
+            # the gradient), instead of a pass over the weights per op.
+            return _fused.perturbation(rho, eps, _floor_of(rho))
         sigma = ops.cast(self.sigma(state), value.dtype)
-        return sigma * sampling.standard_normal_like(value, seed, state)
+        return sigma * eps
 
     def variance(self, value, state=None):
+        rho = state["rho"].value
+        if _fused.available():
+            return _fused.variance(rho, _floor_of(rho))
         return ops.square(self.sigma(state))
 
     def perturbation_stddev(self, value, state=None):
@@ -232,6 +246,15 @@ class LearnedGaussian(Noise):
         if not self.has_kl:
             return None
         value = ops.cast(value, state["rho"].dtype)
+        if (
+            _fused.available()
+            and type(self.prior) is priors_module.Normal
+            and type(self).prior_for is LearnedGaussian.prior_for
+        ):
+            rho = state["rho"].value
+            return _fused.normal_kl_sum(
+                value, rho, _floor_of(rho), self.prior.loc, self.prior.scale
+            )
         sigma = self.sigma(state)
         prior = self.prior_for(value, sigma)
         kl = prior.kl_from_normal(value, sigma)

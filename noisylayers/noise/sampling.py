@@ -128,6 +128,30 @@ def standard_normal_like(value, seed, state=None):
     return ops.cast(table_normal(table, tuple(value.shape), seed), dtype)
 
 
+def standard_normal(shape, dtype="float32", seed=None, table=None):
+    """N(0, 1) noise of `shape`: from `table` (a noise table) when it can.
+
+    The table serves the draw when `shape` is known when the function is
+    traced and at most half the table's size; otherwise (a batch size
+    unknown until run time, or too many numbers) the draw is exact.
+    Used for the draws a layer makes besides its weights' (local
+    reparameterization's output noise).
+    """
+    if table is not None:
+        static = _static_shape(shape)
+        if static is not None and math.prod(static) <= int(table.shape[0]) // 2:
+            return ops.cast(table_normal(table, static, seed), dtype)
+    return normal(shape, dtype=dtype, seed=seed)
+
+
+def _static_shape(shape):
+    try:
+        static = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        return None
+    return static
+
+
 def table_normal(table, shape, seed):
     """A draw of standard normals of `shape` from a noise table.
 

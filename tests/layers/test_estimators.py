@@ -705,3 +705,30 @@ class Conv2DLocalReparameterizationConfigsTest(MomentsTestCase):
             self.assert_moments(
                 draws, mean, variance, _relative_se_of_variance(20000), str(config)
             )
+
+
+def test_lstm_flipout_input_products_before_the_loop_match_the_step_by_step_ones(
+    monkeypatch,
+):
+    # The input side of every step is computed for all the steps at once
+    # (implementation 2, no input dropout); the per-step path must give the
+    # same outputs for the same draws: same weights, same seed, a mask and
+    # go_backwards, up to float32 rounding.
+    from noisylayers.layers.estimators import flipout
+
+    x = np.random.default_rng(0).normal(size=(8, 7, 5)).astype("float32")
+    mask = np.ones((8, 7), bool)
+    mask[:3, 5:] = False
+    outputs = []
+    for hoist in (True, False):
+        if not hoist:
+            monkeypatch.setattr(flipout, "_can_hoist_inputs", lambda cell: False)
+        keras.utils.set_random_seed(0)
+        layer = noisylayers.NoisyLSTM(
+            6, noise=noise.Gaussian(0.3), estimator="flipout", seed=4,
+            go_backwards=True, return_sequences=True,
+        )
+        outputs.append(keras.ops.convert_to_numpy(layer(x, mask=mask, training=True)))
+    assert flipout._can_hoist_inputs(layer.cell) is False  # the patched run
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
+    assert np.abs(outputs[0]).max() > 0.1  # not a trivial comparison

@@ -210,3 +210,41 @@ def test_seeds_are_read_as_keras_random_reads_them_on_every_backend(kind):
 def test_an_invalid_seed_is_refused_naming_it(seed):
     with pytest.raises(ValueError, match=r"`seed`.*Received: seed="):
         noise.Gaussian(0.1)(keras.ops.ones((2, 3)), seed)
+
+
+def _refuse_exact_draws(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an exact draw where the table should serve it")
+
+    monkeypatch.setattr(sampling, "normal", refuse)
+
+
+def _assert_standard_normal(draw):
+    n = draw.size
+    # As test_table_draws_are_standard_normal_within_a_call: 5 SE each.
+    assert abs(draw.mean()) < 5 / np.sqrt(n)
+    assert abs(draw.var() - 1.0) < 5 * np.sqrt(2 / n)
+    assert abs(np.corrcoef(draw[:-1], draw[1:])[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_table_serves_local_reparameterization_output_noise(monkeypatch):
+    layer = noisylayers.NoisyDense(
+        256, noise=noise.Gaussian(1.0, sampler="table"), seed=3,
+        estimator="local_reparameterization", use_bias=False,
+    )
+    layer.build((None, 32))
+    x = np.ones((32, 32), "float32")
+    _refuse_exact_draws(monkeypatch)
+    out = numpy(layer(x, training=True))
+    # Pre-activation noise N(0, sum(x^2) * 1^2) = N(0, 32): 8192 numbers.
+    draw = ((out - x @ numpy(layer.kernel)) / np.sqrt(32.0)).ravel()
+    _assert_standard_normal(draw)
+
+
+def test_table_serves_the_learned_kinds_epsilon(monkeypatch):
+    layer = table_layer(
+        units=256, kind=noise.LearnedGaussian(init_stddev=0.5, kl_weight=1e-3, sampler="table")
+    )
+    _refuse_exact_draws(monkeypatch)
+    draw = perturbations(layer, 1)[0].ravel() / 0.5  # 8192 numbers
+    _assert_standard_normal(draw)

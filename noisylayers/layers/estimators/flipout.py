@@ -103,9 +103,94 @@ def _recurrent(family, layer, inputs, draws, seed, call_layer):
         role: _split(draws, variable)
         for role, variable in family.roles(layer).items()
     }
+    if _can_hoist_inputs(cell):
+        # The input side of every step, `x_t K + ((x_t * s) dK) * r + b
+        # (+ db * r)`, does not depend on the state: computed for all the
+        # time steps at once, one large product outside the loop, and the
+        # loop does only the recurrent products (the same sums, added in
+        # another order).
+        step = _lstm_recurrent_step(cell, parts, signs, dtype)
+        inner_loop = _hoisted_inner_loop(layer, cell, parts, signs, dtype)
+        with _keras_private.override_call(cell, step), _no_cudnn(
+            layer
+        ), _override(layer, "inner_loop", inner_loop):
+            return call_layer()
     step = _lstm_step(cell, parts, signs, dtype)
     with _keras_private.override_call(cell, step), _no_cudnn(layer):
         return call_layer()
+
+
+def _can_hoist_inputs(cell):
+    """Whether the input products can be computed before the loop.
+
+    With `implementation=2` and no input dropout (Keras' dropout mask would
+    be drawn inside the step), as `keras.layers.LSTM` runs by default.
+    """
+    return cell.implementation != 1 and not 0.0 < cell.dropout < 1.0
+
+
+@contextlib.contextmanager
+def _override(obj, name, value):
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        delattr(obj, name)
+
+
+def _weight(parts, role, variable, dtype):
+    value, delta = parts[role]
+    value = variable if value is None else value
+    return ops.cast(value, dtype), (
+        None if delta is None else ops.cast(delta, dtype)
+    )
+
+
+def _hoisted_inner_loop(layer, cell, parts, signs, dtype):
+    """`RNN.inner_loop` run on the precomputed input side of every step."""
+    import keras
+
+    def inner_loop(sequences, initial_state, mask, training=False):
+        kernel, d_kernel = _weight(parts, "kernel", cell.kernel, dtype)
+        x = ops.cast(sequences, dtype)
+        z = ops.matmul(x, kernel)
+        if d_kernel is not None:
+            s = ops.expand_dims(signs["x"], 1)
+            r = ops.expand_dims(signs["x_out"], 1)
+            z = z + ops.matmul(x * s, d_kernel) * r
+        if cell.use_bias:
+            bias, d_bias = _weight(parts, "bias", cell.bias, dtype)
+            z = z + bias
+            if d_bias is not None:
+                z = z + d_bias * ops.expand_dims(signs["x_out"], 1)
+        return keras.layers.RNN.inner_loop(
+            layer, z, initial_state, mask, training=training
+        )
+
+    return inner_loop
+
+
+def _lstm_recurrent_step(cell, parts, signs, dtype):
+    """An `LSTMCell.call` whose `inputs` are the precomputed input side."""
+
+    def step(inputs, states, training=False):
+        # `implementation=2`: Keras uses 1 whenever `recurrent_dropout > 0`.
+        h_tm1_in, c_tm1 = states[0], states[1]
+        recurrent, d_recurrent = _weight(
+            parts, "recurrent_kernel", cell.recurrent_kernel, dtype
+        )
+        z = inputs + ops.matmul(h_tm1_in, recurrent)
+        if d_recurrent is not None:
+            z = z + ops.matmul(h_tm1_in * signs["h"], d_recurrent) * signs["h_out"]
+        z0, z1, z2, z3 = ops.split(z, 4, axis=1)
+        i = cell.recurrent_activation(z0)
+        f = cell.recurrent_activation(z1)
+        c = f * c_tm1 + i * cell.activation(z2)
+        o = cell.recurrent_activation(z3)
+        h = o * cell.activation(c)
+        return h, [h, c]
+
+    return step
 
 
 @contextlib.contextmanager

@@ -21,7 +21,9 @@ class LocalReparameterization(Estimator):
     """Local reparameterization for the Dense and Conv1D/2D/3D families.
 
     Needs a Gaussian noise kind (one with a `variance`). It draws no weight
-    sample, so a kind's KL term gets no perturbation.
+    sample, so a kind's KL term gets no perturbation. With
+    `sampler="table"` the output noise comes from the layer's noise table
+    when the output shape is known at trace time and fits in half of it.
     """
 
     name = "local_reparameterization"
@@ -36,12 +38,18 @@ class LocalReparameterization(Estimator):
         perturbed = layer.perturbed_layer()
         family = families.family_of(perturbed)
         outputs = _linear(
-            family, perturbed, inputs, moments, scale, layer.seed_generator
+            family,
+            perturbed,
+            inputs,
+            moments,
+            scale,
+            layer.seed_generator,
+            layer.noise_table,
         )
         return outputs, [None] * len(values)
 
 
-def _linear(family, layer, inputs, moments, scale, seed):
+def _linear(family, layer, inputs, moments, scale, seed, table=None):
     roles = family.roles(layer)
     kernel, kernel_var = moments.get(id(roles["kernel"]), (None, None))
     dtype = layer.compute_dtype
@@ -76,7 +84,11 @@ def _linear(family, layer, inputs, moments, scale, seed):
     if variance is not None:
         variance = ops.broadcast_to(variance, ops.shape(mean))
         std = ops.sqrt(ops.maximum(variance, 1e-16))
-        eps = sampling.normal(ops.shape(mean), dtype=vdtype, seed=seed)
+        # From the layer's noise table with `sampler="table"` (when the
+        # output shape is static and fits), else exact.
+        eps = sampling.standard_normal(
+            ops.shape(mean), dtype=vdtype, seed=seed, table=table
+        )
         noise = ops.cast(scale, vdtype) * std * eps
         mean = mean + ops.cast(noise, dtype)
     return family.finish(layer, mean)
