@@ -241,7 +241,7 @@ class NoisyLayer:
         """The running `(sum, count)` of the weighted KL of training steps.
 
         The `kl` entry of `fit`'s logs reads it (`None` without a KL term);
-        a non-trainable variable that is not saved.
+        a non-trainable variable, reset when an epoch starts.
         """
         return self._kl_log
 

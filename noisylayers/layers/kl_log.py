@@ -10,7 +10,7 @@ validation of `fit`) return what they return for any model, without it.
 How it reaches the logs on every backend: each such layer keeps a running
 `(sum, count)` of its weighted KL in a non-trainable variable (`kl_log`,
 updated in training calls, so the JAX trainer carries it like any layer
-state; not saved with the model), and owns a `KLLog` metric named `kl`.
+state, and saved like it), and owns a `KLLog` metric named `kl`.
 Keras lists the metrics of every layer; each `KLLog` reports the same sum
 over all live noisy layers, so the entry appears once. A layer's metric
 cannot see which model it is in, hence the sum over the live layers and the

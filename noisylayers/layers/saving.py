@@ -77,24 +77,31 @@ def loading(cls, config):
 
 def saved_variables(layer):
     """The variables `layer` saves itself: its own, without the noise table
-    (regenerated from the seed) and the `kl_log` (a statistic of `fit`)."""
-    unsaved = (layer.noise_table, layer.kl_log_variable)
+    (regenerated from the seed)."""
     return [
         v
         for v in _keras_private.own_variables(layer)
-        if not any(v is u for u in unsaved)
+        if v is not layer.noise_table
     ]
 
 
 def save_own_variables(layer, store):
-    """Like `Layer.save_own_variables`, without the unsaved variables."""
+    """Like `Layer.save_own_variables`, without the noise table."""
     for i, v in enumerate(saved_variables(layer)):
         store[str(i)] = v
 
 
 def load_own_variables(layer, store):
-    """Like `Layer.load_own_variables`, without the unsaved variables."""
+    """Like `Layer.load_own_variables`, without the noise table.
+
+    A file written before layers with a KL term had their `kl_log` (the
+    running KL of `fit`'s `kl` entry) holds one variable fewer: it loads,
+    and the log starts at zero.
+    """
     variables = saved_variables(layer)
+    log = layer.kl_log_variable
+    if log is not None and len(store.keys()) == len(variables) - 1:
+        variables = [v for v in variables if v is not log]
     if len(store.keys()) != len(variables):
         raise ValueError(
             f"Layer '{layer.name}' expected {len(variables)} variables, "
