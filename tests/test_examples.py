@@ -7,6 +7,14 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The examples are scripts over the public API: they run once, on the
+# TensorFlow backend (the library's JAX paths are covered by the unit tests,
+# and compiling the examples' models on JAX costs a minute of the suite).
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the examples run on the TensorFlow backend only",
+)
+
 
 def test_quickstart_runs_saves_and_reloads(tmp_path):
     result = subprocess.run(
