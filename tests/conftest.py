@@ -12,3 +12,16 @@ def _fresh_keras_state():
     keras.backend.clear_session()
     keras.config.set_dtype_policy("float32")
     yield
+
+
+@pytest.fixture(scope="session")
+def jax_compilation_cache(tmp_path_factory):
+    """On JAX, a persistent compilation cache for the session: tests that
+    load or build the same models again compile their steps once."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if jax.config.jax_compilation_cache_dir is None:
+            path = str(tmp_path_factory.mktemp("jax-cache"))
+            jax.config.update("jax_compilation_cache_dir", path)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -17,16 +17,8 @@ FILES = ("drift.md", "drift.json", "drift.png")
 YEAR = 31536000.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def jax_compilation_cache(tmp_path_factory):
-    """Each command loads the model again: on JAX, compile its steps once."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        if jax.config.jax_compilation_cache_dir is None:
-            path = str(tmp_path_factory.mktemp("jax-cache"))
-            jax.config.update("jax_compilation_cache_dir", path)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+# Each command loads the model again: on JAX, compile its steps once.
+pytestmark = pytest.mark.usefixtures("jax_compilation_cache")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,3 @@
-import keras
 import pytest
 
 from tests.ablation.tiny import make_data
@@ -11,14 +10,8 @@ def data():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def jax_compilation_cache(tmp_path_factory):
+def _compile_once(jax_compilation_cache):
     """Every run compiles the same steps: on JAX, compile them only once.
 
     (`noisylayers ablate` does the same, see `noisylayers.cli.use_jax_compilation_cache`.)
     """
-    if keras.backend.backend() == "jax":
-        import jax
-
-        path = str(tmp_path_factory.mktemp("jax-cache"))
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
