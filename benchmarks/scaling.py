@@ -24,8 +24,20 @@ of the time ratio and of the memory ratio against the axis. Peak memory is
 measured in one subprocess per contender and point: the growth of the
 peak RSS (`VmHWM`) over the post-import baseline, over build, compile and
 three steps. Compilation is included, so at small sizes the ratio is near 1
-whatever the layers. `--plot-dir docs` draws one log-log
+whatever the layers. On an accelerator (JAX on a GPU) the memory is the
+device's peak bytes in use instead (`memory_stats()`, with preallocation
+off). `--plot-dir docs` draws one log-log
 figure per axis (`scaling_<axis>.png`: time ratio and memory ratio).
+
+`free_up_to` (the markdown's last column) is the largest point up to which
+a contender's step stays within `FREE` (1.1x) of plain: where noise is
+still free.
+
+On a GPU (the JAX backend), for example:
+
+    XLA_PYTHON_CLIENT_PREALLOCATE=false python -m benchmarks.scaling \
+        --backend jax --points width=1e5,1e6,1e7,1e8 --max-steps 500 \
+        --chunk 0.2 --memory-jobs 8 --out gpu.json
 """
 
 import argparse
@@ -117,8 +129,26 @@ def make_runner(name, spec, x, y):
 MARKER = "SCALING-MEMORY "
 
 
+def accelerator():
+    """The JAX accelerator device, or None on CPUs and on TensorFlow."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    device = jax.devices()[0]
+    return None if device.platform == "cpu" else device
+
+
+def _device_peak_mib(device):
+    stats = device.memory_stats() or {}
+    return stats.get("peak_bytes_in_use", 0) / 2**20
+
+
 def memory_child(axis, point, name):
-    """In a subprocess: peak RSS growth of one contender at one point."""
+    """In a subprocess: peak memory growth of one contender at one point
+    (host RSS on CPUs, the device's peak bytes in use on an accelerator)."""
     import numpy as np
 
     from benchmarks import harness
@@ -130,14 +160,17 @@ def memory_child(axis, point, name):
     y = rng.integers(0, 10, size=(batch,)).astype("int32")
     import keras  # noqa: F401 (in the baseline)
 
-    baseline = _maxrss_mib()
+    device = accelerator()
+    peak = _maxrss_mib if device is None else (
+        lambda: _device_peak_mib(device))
+    baseline = peak()
     train = make_runner(name, spec, x, y)
     if train is None:
         print(MARKER + json.dumps(None), flush=True)
         return
     for _ in range(3):
         harness.block(train())
-    print(MARKER + json.dumps(_maxrss_mib() - baseline), flush=True)
+    print(MARKER + json.dumps(peak() - baseline), flush=True)
 
 
 def peak_memory_mib(backend, axis, point, names, jobs=2):
@@ -151,7 +184,8 @@ def peak_memory_mib(backend, axis, point, names, jobs=2):
                                  "--memory-child", axis, repr(point), name)
         proc = subprocess.run(cmd, capture_output=True, text=True,
                               cwd=env.ROOT, timeout=1200,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                                       XLA_PYTHON_CLIENT_PREALLOCATE="false"))
         for line in proc.stdout.splitlines():
             if line.startswith(MARKER):
                 return name, json.loads(line[len(MARKER):])
@@ -162,7 +196,7 @@ def peak_memory_mib(backend, axis, point, names, jobs=2):
 
 
 def measure_point(axis, point, names, rounds, chunk_s, memory, log,
-                  backend="tensorflow"):
+                  backend="tensorflow", max_steps=50, memory_jobs=2):
     import numpy as np
 
     from benchmarks import harness
@@ -181,7 +215,7 @@ def measure_point(axis, point, names, rounds, chunk_s, memory, log,
         if fn is not None:
             fns[name] = fn
     harness.warm_up(fns, calls=1)
-    steps = harness.calibrate(fns, chunk_s, max_steps=50)
+    steps = harness.calibrate(fns, chunk_s, max_steps=max_steps)
     summary = harness.summarize(harness.interleave(fns, steps, rounds))
     for name, entry in summary.items():
         out["time_ms"][name] = entry["ms"]
@@ -190,7 +224,8 @@ def measure_point(axis, point, names, rounds, chunk_s, memory, log,
     fns.clear()
     gc.collect()
     if memory:
-        out["memory_mib"] = peak_memory_mib(backend, axis, point, measured)
+        out["memory_mib"] = peak_memory_mib(backend, axis, point, measured,
+                                            jobs=memory_jobs)
         base = out["memory_mib"].get("plain")
         if base:
             out["memory_ratio"] = {n: m / base
@@ -233,6 +268,43 @@ def fit(points, names):
     return out
 
 
+#: A step within this ratio of plain counts as free (`free_up_to`).
+FREE = 1.1
+
+
+def free_up_to(points, name, tol=FREE):
+    """The largest point up to which `name` stays within `tol` of plain
+    (None: not even at the smallest point)."""
+    last = None
+    for p in sorted(points, key=lambda p: p["point"]):
+        ratio = p["time_ratio"].get(name)
+        if ratio is None:
+            continue
+        if ratio > tol:
+            break
+        last = p["point"]
+    return last
+
+
+def parse_points(items):
+    """`--points width=1e5,1e6` -> {"width": [1e5, 1e6]}."""
+    out = {}
+    for item in items or ():
+        axis, sep, values = item.partition("=")
+        if not sep or axis not in AXES:
+            raise SystemExit(f"--points takes AXIS=V1,V2,... with AXIS in "
+                             f"{sorted(AXES)}. Received: {item!r}")
+        try:
+            out[axis] = sorted(float(v) for v in values.split(",") if v)
+        except ValueError:
+            raise SystemExit(f"--points values must be numbers. "
+                             f"Received: {item!r}") from None
+        if not out[axis] or min(out[axis]) <= 0:
+            raise SystemExit(f"--points values must be positive. "
+                             f"Received: {item!r}")
+    return out
+
+
 def plot(axis, result, path):
     import matplotlib
 
@@ -241,8 +313,9 @@ def plot(axis, result, path):
 
     points = result["points"]
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
+    memory = "peak device memory" if result.get("device") else "peak memory"
     for key, ax, title in (("time_ratio", panels[0], "training step time / plain"),
-                           ("memory_ratio", panels[1], "peak memory / plain")):
+                           ("memory_ratio", panels[1], f"{memory} / plain")):
         for name in CONTENDERS:
             xs = [p["point"] for p in points if name in p[key]]
             ys = [p[key][name] for p in points if name in p[key]]
@@ -259,8 +332,9 @@ def plot(axis, result, path):
         ax.grid(True, which="both", alpha=0.3)
     panels[0].legend(fontsize=7, title="slope of time vs " + AXES[axis][1],
                      title_fontsize=7)
+    where = result.get("device") or f"{result['cores']} CPU cores"
     fig.suptitle(f"How the cost grows with {AXES[axis][1]} "
-                 f"({result['backend']}, {result['cores']} CPU cores)")
+                 f"({result['backend']}, {where})")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -275,9 +349,15 @@ def parse_args(argv=None):
                    help="only these (plain is always included)")
     p.add_argument("--max-params", type=float, default=1e7,
                    help="largest width point (3e7 adds the 3e7 point)")
+    p.add_argument("--points", nargs="+", metavar="AXIS=V1,V2",
+                   help="the points of an axis instead of the default ones")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--chunk", type=float, default=0.05)
+    p.add_argument("--max-steps", type=int, default=50,
+                   help="most calls per timed chunk (raise it on a GPU)")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory-jobs", type=int, default=2,
+                   help="memory subprocesses at a time")
     p.add_argument("--tiny", action="store_true",
                    help="tiny sizes, one round: a smoke test")
     p.add_argument("--plot-dir", help="write scaling_<axis>.png there")
@@ -302,31 +382,43 @@ def main(argv=None):
 
     names = ["plain"] + [n for n in (args.contenders or CONTENDERS)
                          if n != "plain"]
+    chosen = parse_points(args.points)
     info = env.machine_info(args.backend)
+    device = accelerator()
     results = {"backend": args.backend, "machine": info,
-               "cores": info["cores"], "axes": {}}
+               "cores": info["cores"], "axes": {},
+               "device": None if device is None else str(device.device_kind)}
+    out = args.out or os.path.join(
+        HERE, "results", f"scaling-{args.backend}{'-tiny' if args.tiny else ''}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     for axis in args.axes:
-        points = TINY[axis] if args.tiny else list(AXES[axis][0])
-        if axis == "width" and not args.tiny and args.max_params >= 3e7:
-            points.append(3e7)
+        if axis in chosen:
+            points = chosen[axis]
+        elif args.tiny:
+            points = TINY[axis]
+        else:
+            points = list(AXES[axis][0])
+            if axis == "width" and args.max_params >= 3e7:
+                points.append(3e7)
         log(f"axis {axis}: {points}")
-        measured = [measure_point(axis, p, names,
-                                  1 if args.tiny else args.rounds,
-                                  0.01 if args.tiny else args.chunk,
-                                  not args.no_memory, log, args.backend)
-                    for p in points]
-        results["axes"][axis] = {"points": measured,
-                                 "slopes": fit(measured, names),
-                                 "backend": args.backend,
-                                 "cores": info["cores"]}
+        measured = []
+        for p in points:
+            measured.append(measure_point(
+                axis, p, names, 1 if args.tiny else args.rounds,
+                0.01 if args.tiny else args.chunk, not args.no_memory, log,
+                args.backend, args.max_steps, args.memory_jobs))
+            results["axes"][axis] = {"points": measured,
+                                     "slopes": fit(measured, names),
+                                     "backend": args.backend,
+                                     "cores": info["cores"],
+                                     "device": results["device"]}
+            with open(out, "w") as f:  # after every point: partial runs count
+                json.dump(results, f, indent=1)
         if args.plot_dir:
             path = os.path.join(args.plot_dir, f"scaling_{axis}.png")
             plot(axis, results["axes"][axis], path)
             log(f"  wrote {path}")
     results["elapsed_s"] = time.perf_counter() - started
-    out = args.out or os.path.join(
-        HERE, "results", f"scaling-{args.backend}{'-tiny' if args.tiny else ''}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(markdown(results))
@@ -341,8 +433,8 @@ def markdown(results):
         lines += ["", f"**{axis}** ({AXES[axis][1]}): training step / plain "
                   "(peak memory / plain)", "",
                   "| contender | " + " | ".join(f"{p['point']:g}" for p in pts)
-                  + " | slope of time | slope of ratio |",
-                  "|---|" + "---|" * (len(pts) + 2)]
+                  + f" | slope of time | slope of ratio | <= {FREE}x up to |",
+                  "|---|" + "---|" * (len(pts) + 3)]
         for name in CONTENDERS:
             if not any(name in p["time_ratio"] for p in pts):
                 continue
@@ -354,8 +446,10 @@ def markdown(results):
                     "" if m is None else f" ({m:.2f}x)"))
             s = r["slopes"][name]
             fmt = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731
+            free = free_up_to(pts, name)
             lines.append(f"| {name} | " + " | ".join(cells)
-                         + f" | {fmt(s['time'])} | {fmt(s['time_ratio'])} |")
+                         + f" | {fmt(s['time'])} | {fmt(s['time_ratio'])} | "
+                         + ("-" if free is None else f"{free:g}") + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -102,6 +102,24 @@ def test_scaling_fits_log_log_slopes_and_tabulates_them():
     assert slopes["learned shared"]["memory_ratio"] == pytest.approx(0.0)
     table = scaling.markdown({"axes": {"width": {"points": points, "slopes": slopes}}})
     assert "| learned shared | 632.46x (3.00x) |" in table
+    assert table.count("| - |") == 1  # learned shared is never within 1.1x
     # The width axis builds Dense(d) + Dense(10) with about d^2 parameters.
     spec, batch = scaling.spec_for("width", 1e6)
     assert spec.input_shape == (1000,) and batch == 128
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="no backend involved")
+def test_scaling_says_up_to_which_size_noise_is_free():
+    from benchmarks import scaling
+
+    points = [{"point": p, "time_ratio": {"plain": 1.0, "a": r, "b": 1.5}}
+              for p, r in ((1e6, 1.05), (1e5, 1.0), (1e7, 1.3), (1e8, 1.02))]
+    # Sorted by size; the first point over 1.1x ends the free range.
+    assert scaling.free_up_to(points, "a") == 1e6
+    assert scaling.free_up_to(points, "b") is None
+    assert scaling.free_up_to(points, "plain") == 1e8
+    assert scaling.parse_points(["width=1e6,1e5", "batch=1"]) == {
+        "width": [1e5, 1e6], "batch": [1.0]}
+    for bad in ("depth=1", "width", "width=a", "width=0"):
+        with pytest.raises(SystemExit, match="Received"):
+            scaling.parse_points([bad])
