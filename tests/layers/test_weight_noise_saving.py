@@ -38,12 +38,22 @@ LOAD_SCRIPT = textwrap.dedent(
         assert [l.scale for l in noisy] == case["scales"], kind
         for v, saved in zip(model.weights, np.load(case["weights"]).values()):
             np.testing.assert_array_equal(np.asarray(v), saved, err_msg=v.path)
-        model.compile("adam", "mse")
-        history = model.fit(data["x"], data["t"], epochs=1, verbose=0)
+        model.compile("adam", "mse", run_eagerly=keras.backend.backend() == "tensorflow")
+        history = model.fit(data["x"], data["t"], epochs=1, batch_size=8, verbose=0)
         assert np.isfinite(history.history["loss"][0]), kind
         print("OK", kind)
     """
 )
+
+
+def _compilation_cache_env():
+    """The JAX compilation cache of this process, for a child process."""
+    if keras.backend.backend() != "jax":
+        return {}
+    import jax
+
+    return {"JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir,
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
 
 def _noisy_layers(model):
@@ -52,12 +62,12 @@ def _noisy_layers(model):
     return [l for l in model._flatten_layers() if isinstance(l, noisylayers.NoisyLayer)]
 
 
-def _train_a_little(model, x, t):
-    model.compile("adam", "mse")
+def _train_a_little(model, x, t, run_eagerly=False):
+    model.compile("adam", "mse", run_eagerly=run_eagerly)
     model.fit(x, t, epochs=2, batch_size=8, verbose=0)
 
 
-def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
+def test_keras_file_round_trip_in_a_fresh_process(tmp_path, jax_compilation_cache):
     rng = np.random.default_rng(0)
     cases = {}
     for kind, build in sorted(saving_models.BUILDERS.items()):
@@ -65,7 +75,13 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
         x = rng.normal(size=(16, *shape)).astype("float32")
         t = rng.normal(size=(16, 3)).astype("float32")
         model = build()
-        _train_a_little(model, x, t)
+        # This test is about the file: on TensorFlow the steps run eagerly
+        # (tracing a train and a predict function for every model, here and
+        # again in the child, took a minute); on JAX eager steps are slower
+        # than compiled ones, and the child finds this process's compiled
+        # steps in the compilation cache. Compiled training is tested
+        # everywhere else.
+        _train_a_little(model, x, t, run_eagerly=keras.backend.backend() == "tensorflow")
         noisy = _noisy_layers(model)
         noisy[0].scale = 0.5
         noisy[-1].enabled = False
@@ -90,7 +106,7 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": ROOT},
+        env={**os.environ, "PYTHONPATH": ROOT, **_compilation_cache_env()},
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
