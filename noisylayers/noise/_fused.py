@@ -14,15 +14,20 @@ each), with the gradient written out by hand:
 - `normal_kl_sum(loc_q, rho, floor, loc_p, scale_p)`: the summed analytic
   `KL(N(loc_q, sigma^2) || N(loc_p, scale_p^2))`, with
   `sigma = softplus(rho) + floor`.
+- `normal_from_uniform(u)`: standard normals from Philox uniforms by the
+  inverse CDF, `sqrt(2) erfinv(2u - 1)`, in one fused loop. TensorFlow's own
+  normal kernel (Box-Muller) takes twice as long as the uniforms plus this
+  loop (11 against 5 ms for 670k numbers on 2 cores).
 
 The values are those of the unfused ops up to float rounding (the KL sum
-may add in another order); the random draws are not touched (they stay
-outside XLA, where TensorFlow's Philox kernels are fast). On the other
+may add in another order). The random bits stay outside XLA, where
+TensorFlow's Philox kernels are fast. On the other
 backends `available()` is False and the kinds run their `keras.ops` chain
 (JAX fuses it already).
 """
 
 import functools
+import math
 
 import keras
 
@@ -96,7 +101,11 @@ def _kernels():
 
         return kl_fwd(loc_q, rho, floor, loc_p, scale_p), grad
 
-    return perturbation, variance, normal_kl_sum
+    @tf.function(jit_compile=True, autograph=False)
+    def from_uniform(u, offset):
+        return math.sqrt(2.0) * tf.math.erfinv(2.0 * u - 1.0 + offset)
+
+    return perturbation, variance, normal_kl_sum, from_uniform
 
 
 def _constant(x, dtype):
@@ -130,3 +139,21 @@ def normal_kl_sum(loc_q, rho, floor, loc_p, scale_p):
         _constant(loc_p, dtype),
         _constant(scale_p, dtype),
     )
+
+
+def normal_from_uniform(u):
+    """Standard normals from uniforms `u` on `[0, 1)` as TensorFlow draws
+    them (multiples of 2^-23 in float32, 2^-52 in float64).
+
+    Each `u` is moved to the middle of its step, so no value is 0 and the
+    grid is symmetric about 1/2: float32 normals reach +-5.3 standard
+    deviations (TensorFlow's Box-Muller reaches 5.7; the mass beyond 5.3 is
+    1e-7).
+    """
+    return _kernels()[3](u, _offset(u.dtype))
+
+
+def _offset(dtype):
+    """Half a step of TensorFlow's uniforms, doubled: `2u - 1 + offset` is
+    symmetric about 0 and never -1."""
+    return _constant(2.0 ** -(52 if dtype.size == 8 else 23), dtype)

@@ -4,6 +4,9 @@
 TensorFlow backend, where they call TensorFlow's stateless kernels with the
 Philox algorithm explicitly: Keras leaves `alg="auto_select"`, which under
 XLA:CPU (`jit_compile=True`) takes about 30x longer for the same numbers.
+There, normals are Philox uniforms through the inverse CDF, fused
+(`_fused.normal_from_uniform`), at half the cost of TensorFlow's normal
+kernel.
 Seeds are read as `keras.random` reads them, on every backend (`draw_seed`):
 a `keras.random.SeedGenerator` gives its next seed, an integer is a fixed
 seed, `None` draws from Keras' global generator (which
@@ -28,6 +31,7 @@ import numpy as np
 from keras import ops
 
 from noisylayers import _keras_private
+from noisylayers.noise import _fused
 
 SAMPLERS = ("exact", "table")
 #: The table holds this many times the largest target's size (at least).
@@ -93,13 +97,24 @@ def _tf_seed(seed):
 
 
 def normal(shape, dtype="float32", seed=None):
-    """Standard normals (Philox on TensorFlow, `keras.random` elsewhere)."""
+    """Standard normals (Philox on TensorFlow, `keras.random` elsewhere).
+
+    On TensorFlow, Philox uniforms through the inverse CDF in one fused
+    kernel (`_fused.normal_from_uniform`): half the time of TensorFlow's own
+    normal kernel.
+    """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.random.stateless_normal(
-            shape, seed=_tf_seed(seed), dtype=dtype, alg="philox"
-        )
+        seed = _tf_seed(seed)
+        if not _fused.available():
+            return tf.random.stateless_normal(
+                shape, seed=seed, dtype=dtype, alg="philox"
+            )
+        wide = "float64" if keras.backend.standardize_dtype(dtype) == "float64" \
+            else "float32"
+        u = tf.random.stateless_uniform(shape, seed=seed, dtype=wide, alg="philox")
+        return tf.cast(_fused.normal_from_uniform(u), dtype)
     return keras.random.normal(shape, dtype=dtype, seed=check_seed(seed))
 
 

@@ -248,3 +248,40 @@ def test_table_serves_the_learned_kinds_epsilon(monkeypatch):
     _refuse_exact_draws(monkeypatch)
     draw = perturbations(layer, 1)[0].ravel() / 0.5  # 8192 numbers
     _assert_standard_normal(draw)
+
+
+def test_tensorflow_normals_are_standard_normal_and_symmetric():
+    """On TensorFlow, exact normals are Philox uniforms through the fused
+    inverse CDF: N(0, 1) moments, the normal's tail masses, the same
+    distribution as TensorFlow's own normal kernel, and a grid symmetric
+    about 0 that stays finite at the extreme uniforms."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("The fused inverse CDF is the TensorFlow backend's.")
+    import math
+
+    import tensorflow as tf
+    from scipy import stats
+
+    from noisylayers.noise import _fused
+
+    n = 1_000_000
+    z = np.asarray(sampling.normal((n,), seed=7), "float64")
+    # 1e6 draws, each statistic within 5 standard errors.
+    assert abs(z.mean()) < 5 / math.sqrt(n)
+    assert abs(z.var() - 1) < 5 * math.sqrt(2 / n)
+    assert abs(np.mean(z**4) - 3) < 5 * math.sqrt(96 / n)
+    for k in (1.0, 2.0, 3.0):
+        p = math.erfc(k / math.sqrt(2))
+        assert abs(np.mean(np.abs(z) > k) - p) < 5 * math.sqrt(p * (1 - p) / n), k
+    reference = tf.random.stateless_normal((n,), seed=[1, 2], alg="philox").numpy()
+    assert stats.ks_2samp(z, reference).pvalue > 1e-4
+    # The extreme uniforms (0 and 1 - 2^-23) give finite, opposite normals;
+    # 1/2 - 2^-24 sits between two grid points: 0 up to the float step.
+    for dtype, bits in (("float32", 23), ("float64", 52)):
+        u = tf.constant([0.0, 1.0 - 2.0**-bits, 0.5 - 2.0**-(bits + 1)], dtype)
+        lo, hi, mid = _fused.normal_from_uniform(u).numpy()
+        assert np.isfinite([lo, hi]).all() and 5.0 < hi < 8.6, (dtype, hi)
+        np.testing.assert_allclose(lo, -hi, rtol=1e-5)
+        assert abs(mid) < 1e-6
+    for dtype in ("float16", "bfloat16", "float64"):
+        assert sampling.normal((3,), dtype=dtype, seed=1).dtype == dtype
