@@ -37,9 +37,25 @@ import keras
 ENABLED = True
 
 
-def available():
-    """Whether the fused kernels run on this backend (TensorFlow)."""
-    return ENABLED and keras.backend.backend() == "tensorflow"
+#: Below this many elements (known when traced) the plain ops run: each
+#: fused kernel is a compiled call with a fixed cost (about 20 us), more than
+#: a few element-wise passes over a small tensor cost.
+MIN_SIZE = 1 << 14
+
+
+def available(shape=None):
+    """Whether the fused kernels run on this backend (TensorFlow) and pay
+    for a tensor of `shape` (None, a shape tensor or dimensions unknown when
+    traced: assumed large)."""
+    if not (ENABLED and keras.backend.backend() == "tensorflow"):
+        return False
+    if shape is None or keras.ops.is_tensor(shape):
+        return True
+    try:
+        size = math.prod(int(d) for d in shape)
+    except (TypeError, ValueError):  # a dimension unknown until run time
+        return True
+    return size >= MIN_SIZE
 
 
 @functools.lru_cache(maxsize=None)

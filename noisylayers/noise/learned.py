@@ -222,7 +222,7 @@ class LearnedGaussian(Noise):
     def perturbation(self, value, seed, state):
         eps = sampling.standard_normal_like(value, seed, state)
         rho = state["rho"].value
-        if _fused.available() and rho.dtype == eps.dtype:
+        if _fused.available(rho.shape) and rho.dtype == eps.dtype:
             # One fused kernel for softplus, floor and product (and one for
             # the gradient), instead of a pass over the weights per op.
             return _fused.perturbation(rho, eps, _floor_of(rho))
@@ -231,7 +231,7 @@ class LearnedGaussian(Noise):
 
     def variance(self, value, state=None):
         rho = state["rho"].value
-        if _fused.available():
+        if _fused.available(rho.shape):
             return _fused.variance(rho, _floor_of(rho))
         return ops.square(self.sigma(state))
 
@@ -247,7 +247,7 @@ class LearnedGaussian(Noise):
             return None
         value = ops.cast(value, state["rho"].dtype)
         if (
-            _fused.available()
+            _fused.available(state["rho"].shape)
             and type(self.prior) is priors_module.Normal
             and type(self).prior_for is LearnedGaussian.prior_for
         ):

@@ -107,7 +107,7 @@ def normal(shape, dtype="float32", seed=None):
         import tensorflow as tf
 
         seed = _tf_seed(seed)
-        if not _fused.available():
+        if not _fused.available(shape):
             return tf.random.stateless_normal(
                 shape, seed=seed, dtype=dtype, alg="philox"
             )
