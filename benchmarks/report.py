@@ -145,8 +145,12 @@ def targets(results):
                     out.append(_target(name, key, None, 1 / 1.5, le,
                                        note=cfg["unsupported"][rival]))
                     continue
+                # What the minimal layer reaches against the same rival: no
+                # implementation of the estimator is expected below it.
+                floor = pair_ratio(cfg, "bbb-floor", rival)
+                note = "" if floor is None else f"bbb-floor / {rival}: {floor:.2f}"
                 out.append(_target(name, key, pair_ratio(cfg, n, rival),
-                                   1 / 1.5, le, noise=noise_band(cfg)))
+                                   1 / 1.5, le, note=note, noise=noise_band(cfg)))
     for key, cfg in configs.items():
         if cfg["model"] != "lstm":
             continue

@@ -26,7 +26,7 @@ def test_benchmark_runs_and_reports_every_contender(tmp_path):
             "--configs", "mlp:128", "--rounds", "1", "--chunk", "0.02",
             "--no-memory", "--no-gradvar",
             "--contenders", "nl-shared-gaussian", "nl-shared-gaussian_table",
-            "--out", str(out),
+            "bbb-floor", "--out", str(out),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -40,6 +40,7 @@ def test_benchmark_runs_and_reports_every_contender(tmp_path):
     assert train["plain"]["ratio"] == 1.0
     assert train["nl-shared-gaussian"]["ms"] > 0
     assert train["nl-shared-gaussian_table"]["ms"] > 0
+    assert train["bbb-floor"]["ms"] > 0
     if backend == "jax":
         assert report["tensorflow_imported"] is False
 
