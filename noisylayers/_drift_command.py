@@ -14,6 +14,7 @@ import os
 import keras
 import numpy as np
 
+from noisylayers import _command_files
 from noisylayers import hardware
 
 #: What `--times` defaults to (`hardware.DEFAULT_TIMES`, as the help shows it).
@@ -35,44 +36,6 @@ class Job:
     compensation: str
     out: str
     metadata: dict
-
-
-def load_npz(path):
-    """Arrays `x` and `y` of a `.npz` file; a `ValueError` for a bad file."""
-    try:
-        with np.load(path) as data:
-            files = sorted(getattr(data, "files", []))
-            if "x" not in files or "y" not in files:
-                raise _BadData(
-                    f"--data {path} must hold arrays 'x' and 'y'; it holds {files}."
-                )
-            return data["x"], data["y"]
-    except _BadData:
-        raise
-    except (OSError, EOFError) as e:
-        raise ValueError(f"--data {path}: cannot read it as .npz ({e}).") from None
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"--data {path}: not a NumPy .npz file ({e}).") from None
-    except ValueError as e:  # e.g. a text file: NumPy reads it as a pickle
-        raise ValueError(f"--data {path}: not a NumPy .npz file ({e})") from None
-
-
-class _BadData(ValueError):
-    pass
-
-
-def load_model(path):
-    """The Keras model saved at `path`; a `ValueError` for a bad file."""
-    if not os.path.isfile(path):
-        raise ValueError(f"MODEL {path}: no such file.")
-    try:
-        return keras.models.load_model(path)
-    except Exception as e:  # noqa: BLE001 - any loading failure is a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(
-            f"MODEL {path}: cannot load it as a Keras model "
-            f"({type(e).__name__}: {first})"
-        ) from None
 
 
 def _integer(option, text, low):
@@ -116,24 +79,16 @@ def prepare(args):
         raise ValueError(
             f"--per must be 'tensor' or 'channel'. Received: --per {args.per}"
         )
-    if not os.path.isfile(args.model):
-        raise ValueError(f"MODEL {args.model}: no such file.")
-    x, y = load_npz(args.data)
-    model = load_model(args.model)
+    _command_files.check_model_file(args.model)
+    x, y = _command_files.load_arrays("--data", args.data)
+    model = _command_files.load_model(args.model)
     if not isinstance(model, keras.Model) or not getattr(model, "compiled", False):
         raise ValueError(
             f"MODEL {args.model} must be compiled (saved after `compile`): "
             "the command scores it with its compiled loss and metrics."
         )
     hardware._selected_variables(model, None)  # a model without weights
-    try:  # data that does not fit the model is a bad --data, not a bug
-        model.evaluate(x[:1], y[:1], verbose=0)
-    except Exception as e:  # noqa: BLE001 - Keras raises several types here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(
-            f"--data {args.data} does not fit MODEL {args.model}: x has "
-            f"shape {x.shape}, y {y.shape} ({type(e).__name__}: {first})"
-        ) from None
+    _command_files.check_fits(model, args.model, "--data", args.data, x, y)
     if args.out is None:
         from noisylayers.ablation.pipeline import new_out_dir
 

@@ -30,8 +30,8 @@ import os
 import sys
 
 import keras
-import numpy as np
 
+from noisylayers import _command_files
 from noisylayers import noise as noise_module
 from noisylayers.ablation import distributed
 from noisylayers.ablation import merge
@@ -88,51 +88,15 @@ def parse_noise(text):
         ) from None
 
 
-def _load_npz(path):
-    try:
-        with np.load(path) as data:
-            if "x" not in data or "y" not in data:
-                raise UsageError(
-                    f"--data {path} must hold arrays 'x' and 'y'; it holds "
-                    f"{sorted(data.files)}."
-                )
-            return data["x"], data["y"]
-    except (OSError, EOFError) as e:
-        raise UsageError(f"--data {path}: cannot read it as .npz ({e}).") from None
-    except (KeyError, TypeError) as e:
-        raise UsageError(f"--data {path}: not a NumPy .npz file ({e}).") from None
-    except UsageError:
-        raise
-    except ValueError as e:  # e.g. a text file: NumPy reads it as a pickle
-        raise UsageError(f"--data {path}: {e}") from None
-
-
-def _load_model(path):
-    try:
-        return keras.models.load_model(path)
-    except Exception as e:  # noqa: BLE001 - any loading failure is a bad file
-        raise UsageError(
-            f"MODEL {path}: cannot load it as a Keras model "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from None
-
-
 def _sensitivity(args):
-    if not os.path.isfile(args.model):
-        raise UsageError(f"MODEL {args.model}: no such file.")
-    x, y = _load_npz(args.data)
-    model = _load_model(args.model)
+    with _usage_errors():
+        _command_files.check_model_file(args.model)
+        x, y = _command_files.load_arrays("--data", args.data)
+        model = _command_files.load_model(args.model)
     noise = None if args.noise is None else parse_noise(args.noise)
     with _usage_errors():
         sensitivity_layers(model, args.layers, noise)
-    try:  # data that does not fit the model is a bad --data, not a bug
-        model.evaluate(x[:1], y[:1], verbose=0)
-    except Exception as e:  # noqa: BLE001 - Keras raises several types here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise UsageError(
-            f"--data {args.data} does not fit MODEL {args.model}: x has "
-            f"shape {x.shape}, y {y.shape} ({type(e).__name__}: {first})"
-        ) from None
+        _command_files.check_fits(model, args.model, "--data", args.data, x, y)
     out = args.out or store.new_out_dir("sensitivity")
     result = sensitivity_ablation(
         model,
@@ -164,76 +128,11 @@ def _drift(args):
 
 def _evaluate(args):
     """`noisylayers evaluate`: `noisylayers.uncertainty.evaluate` on files."""
-    from noisylayers import uncertainty
+    from noisylayers import _evaluate_command
 
-    def arrays(option, path, names):
-        try:
-            with np.load(path) as data:
-                for x_name, y_name in names:
-                    if x_name in data and (y_name is None or y_name in data):
-                        return data[x_name], None if y_name is None else data[y_name]
-                wanted = " or ".join(
-                    f"'{x}'" + ("" if y is None else f" and '{y}'") for x, y in names
-                )
-                raise UsageError(
-                    f"{option} {path} must hold arrays {wanted}; it holds "
-                    f"{sorted(data.files)}."
-                )
-        except UsageError:
-            raise
-        except (OSError, EOFError, KeyError, TypeError, ValueError) as e:
-            raise UsageError(
-                f"{option} {path}: cannot read it as a NumPy .npz file ({e})."
-            ) from None
-
-    if not os.path.isfile(args.model):
-        raise UsageError(f"MODEL {args.model}: no such file.")
-    x, y = arrays("--data", args.data, [("x_test", "y_test"), ("x", "y")])
-    ood = None
-    if args.ood is not None:
-        ood = arrays("--ood", args.ood, [("x", None), ("x_test", None)])[0]
-    model = _load_model(args.model)
-    for option, path, inputs in (("--data", args.data, x), ("--ood", args.ood, ood)):
-        if inputs is None:
-            continue
-        try:  # inputs that do not fit the model are a bad file, not a bug
-            out = model.predict(inputs[:1], verbose=0)
-        except Exception as e:  # noqa: BLE001 - Keras raises several types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise UsageError(
-                f"{option} {path} does not fit MODEL {args.model}: x has shape "
-                f"{inputs.shape} ({type(e).__name__}: {first})"
-            ) from None
-        if not isinstance(out, np.ndarray) or out.ndim != 2:
-            raise UsageError(
-                f"MODEL {args.model} is not a classifier with one output of "
-                "shape (examples, classes): it gives "
-                f"{getattr(out, 'shape', type(out).__name__)}."
-            )
-    classes = max(out.shape[1], 2)
-    if len(y) != len(x):
-        raise UsageError(f"--data {args.data}: x has {len(x)} examples and y {len(y)}.")
-    try:
-        uncertainty.as_class_labels(y, len(y), classes)
-    except ValueError as e:
-        raise UsageError(
-            f"--data {args.data}: y does not fit the {classes} classes of MODEL "
-            f"{args.model}: {e}"
-        ) from None
-    report = uncertainty.evaluate(
-        model, x, y, samples=args.samples, ood=ood, seed=args.seed
-    )
-    print(report)
-    out_dir = args.out or pipeline.new_out_dir("evaluation")
-    os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, f"evaluation.{ext}") for ext in ("md", "json", "png")]
-    store.write_atomic(paths[0], report.to_markdown())
-    report.to_json(paths[1])
-    report.plot(paths[2])
-    print("\nWrote:")
-    for path in paths:
-        print(f"  {path}")
-    return 0
+    with _usage_errors():
+        job = _evaluate_command.prepare(args)
+    return _evaluate_command.execute(job)
 
 
 def _settings(args):
