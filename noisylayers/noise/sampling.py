@@ -4,9 +4,9 @@
 TensorFlow backend, where they call TensorFlow's stateless kernels with the
 Philox algorithm explicitly: Keras leaves `alg="auto_select"`, which under
 XLA:CPU (`jit_compile=True`) takes about 30x longer for the same numbers.
-There, normals are Philox uniforms through the inverse CDF, fused
-(`_fused.normal_from_uniform`), at half the cost of TensorFlow's normal
-kernel.
+There, draws of 16k normals or more are Philox uniforms through the
+inverse CDF, fused (`_fused.normal_from_uniform`), at about half the cost of
+TensorFlow's normal kernel.
 Seeds are read as `keras.random` reads them, on every backend (`draw_seed`):
 a `keras.random.SeedGenerator` gives its next seed, an integer is a fixed
 seed, `None` draws from Keras' global generator (which
@@ -99,8 +99,9 @@ def _tf_seed(seed):
 def normal(shape, dtype="float32", seed=None):
     """Standard normals (Philox on TensorFlow, `keras.random` elsewhere).
 
-    On TensorFlow, Philox uniforms through the inverse CDF in one fused
-    kernel (`_fused.normal_from_uniform`): half the time of TensorFlow's own
+    On TensorFlow, from 16k numbers on (`_fused.MIN_SIZE`), Philox uniforms
+    through the inverse CDF in one fused kernel
+    (`_fused.normal_from_uniform`): about half the time of TensorFlow's own
     normal kernel.
     """
     if keras.backend.backend() == "tensorflow":
