@@ -2,16 +2,10 @@
 
 The `"shared"` estimator runs any layer's own `call`. Flipout and local
 reparameterization need the layer's linear map, so they exist for the
-families below; a family names the variables the estimators perturb
-(`roles`) and, for the linear families, computes the linear map and the
-shapes the estimators need:
-
-| family                 | estimators                                  |
-|------------------------|---------------------------------------------|
-| Dense                  | shared, flipout, local_reparameterization   |
-| Conv1D, Conv2D, Conv3D | shared, flipout, local_reparameterization   |
-| LSTM                   | shared, flipout                             |
-| anything else          | shared                                      |
+families here (Dense, Conv1D/2D/3D and LSTM; which estimator each offers is
+the table in `noisylayers.layers.estimators`); a family names the variables
+the estimators perturb (`roles`) and, for the linear families, computes the
+linear map and the shapes the estimators need.
 
 Both the variants (`NoisyDense`, ...) and `WeightNoise` around the plain
 Keras layer use the same family, so nothing is written twice.

@@ -146,6 +146,25 @@ def _weight(parts, role, variable, dtype):
     )
 
 
+def _product(x, w, dw, s, r):
+    """`x w`, plus Flipout's `((x * s) dw) * r` when `dw` is drawn."""
+    y = ops.matmul(x, w)
+    if dw is not None:
+        y = y + ops.matmul(x * s, dw) * r
+    return y
+
+
+def _lstm_output(cell, z, c_tm1):
+    """The LSTM cell's new `(h, c)` from its four gate pre-activations `z`."""
+    z0, z1, z2, z3 = z
+    i = cell.recurrent_activation(z0)
+    f = cell.recurrent_activation(z1)
+    c = f * c_tm1 + i * cell.activation(z2)
+    o = cell.recurrent_activation(z3)
+    h = o * cell.activation(c)
+    return h, [h, c]
+
+
 def _hoisted_inner_loop(layer, cell, parts, signs, dtype):
     """`RNN.inner_loop` run on the precomputed input side of every step."""
     import keras
@@ -153,11 +172,8 @@ def _hoisted_inner_loop(layer, cell, parts, signs, dtype):
     def inner_loop(sequences, initial_state, mask, training=False):
         kernel, d_kernel = _weight(parts, "kernel", cell.kernel, dtype)
         x = ops.cast(sequences, dtype)
-        z = ops.matmul(x, kernel)
-        if d_kernel is not None:
-            s = ops.expand_dims(signs["x"], 1)
-            r = ops.expand_dims(signs["x_out"], 1)
-            z = z + ops.matmul(x * s, d_kernel) * r
+        z = _product(x, kernel, d_kernel, ops.expand_dims(signs["x"], 1),
+                     ops.expand_dims(signs["x_out"], 1))
         if cell.use_bias:
             bias, d_bias = _weight(parts, "bias", cell.bias, dtype)
             z = z + bias
@@ -179,16 +195,9 @@ def _lstm_recurrent_step(cell, parts, signs, dtype):
         recurrent, d_recurrent = _weight(
             parts, "recurrent_kernel", cell.recurrent_kernel, dtype
         )
-        z = inputs + ops.matmul(h_tm1_in, recurrent)
-        if d_recurrent is not None:
-            z = z + ops.matmul(h_tm1_in * signs["h"], d_recurrent) * signs["h_out"]
-        z0, z1, z2, z3 = ops.split(z, 4, axis=1)
-        i = cell.recurrent_activation(z0)
-        f = cell.recurrent_activation(z1)
-        c = f * c_tm1 + i * cell.activation(z2)
-        o = cell.recurrent_activation(z3)
-        h = o * cell.activation(c)
-        return h, [h, c]
+        z = inputs + _product(
+            h_tm1_in, recurrent, d_recurrent, signs["h"], signs["h_out"])
+        return _lstm_output(cell, ops.split(z, 4, axis=1), c_tm1)
 
     return step
 
@@ -224,21 +233,10 @@ def _lstm_step(cell, parts, signs, dtype):
     """
 
     def weight(role, variable):
-        value, delta = parts[role]
-        value = variable if value is None else value
-        return ops.cast(value, dtype), (
-            None if delta is None else ops.cast(delta, dtype)
-        )
+        return _weight(parts, role, variable, dtype)
 
     def gates(tensor):
         return [None] * 4 if tensor is None else ops.split(tensor, 4, axis=-1)
-
-    def product(x, w, dw, s, r):
-        """`x w`, plus Flipout's `((x * s) dw) * r` when `dw` is drawn."""
-        y = ops.matmul(x, w)
-        if dw is not None:
-            y = y + ops.matmul(x * s, dw) * r
-        return y
 
     def step(inputs, states, training=False):
         h_tm1, c_tm1 = states[0], states[1]
@@ -252,8 +250,8 @@ def _lstm_step(cell, parts, signs, dtype):
         if cell.implementation == 1:
             xs, hs = _per_gate(inputs, x_masks), _per_gate(h_tm1, h_masks)
             z = [
-                product(x, k, dk, signs["x"], r)
-                + product(h, u, du, signs["h"], rh)
+                _product(x, k, dk, signs["x"], r)
+                + _product(h, u, du, signs["h"], rh)
                 for x, h, k, dk, u, du, r, rh in zip(
                     xs,
                     hs,
@@ -276,8 +274,8 @@ def _lstm_step(cell, parts, signs, dtype):
         else:
             if x_masks is not None:
                 inputs = inputs * x_masks
-            z = product(inputs, kernel, d_kernel, signs["x"], signs["x_out"])
-            z = z + product(
+            z = _product(inputs, kernel, d_kernel, signs["x"], signs["x_out"])
+            z = z + _product(
                 h_tm1, recurrent, d_recurrent, signs["h"], signs["h_out"]
             )
             if cell.use_bias:
@@ -286,12 +284,6 @@ def _lstm_step(cell, parts, signs, dtype):
                 if d_bias is not None:
                     z = z + d_bias * signs["x_out"]
             z = ops.split(z, 4, axis=1)
-        z0, z1, z2, z3 = z
-        i = cell.recurrent_activation(z0)
-        f = cell.recurrent_activation(z1)
-        c = f * c_tm1 + i * cell.activation(z2)
-        o = cell.recurrent_activation(z3)
-        h = o * cell.activation(c)
-        return h, [h, c]
+        return _lstm_output(cell, z, c_tm1)
 
     return step
